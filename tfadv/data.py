@@ -1,0 +1,294 @@
+"""Image datasets as float32 [0, 1] NHWC arrays with int64 labels.
+
+One entry point, :func:`load`, reads any of these sources:
+
+* ``"digits"``: scikit-learn's 8x8 handwritten digits (ships with the package, offline);
+* a tensorflow-datasets name such as ``"cifar10"`` or ``"tfds:cifar10"`` (downloads when
+  online; ``data_dir`` is passed through);
+* a folder in the ImageFolder layout, ``root/[split/]class/image.jpg``;
+* a ``.tar`` / ``.tar.gz`` of such a folder (read member by member, never extracted);
+* the official CIFAR-10 python tarball ``cifar-10-python.tar.gz``.
+
+Decoded local sources are cached as uint8 ``.npz`` files under ``data/cache`` keyed by the
+source's path, size and modification time, with a checksum of the arrays, written
+atomically, so a killed run never leaves a half-written cache behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import pickle
+import tarfile
+import tempfile
+import zlib
+from pathlib import Path
+from typing import NamedTuple
+
+import numpy as np
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
+CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
+                   "dog", "frog", "horse", "ship", "truck")
+DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
+_CACHE_VERSION = 1
+
+
+class ImageSet(NamedTuple):
+    """Images in [0, 1] (float32, NHWC), int64 labels and the class names."""
+    images: np.ndarray
+    labels: np.ndarray
+    class_names: tuple
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+
+def load(source: str, split: str = "train", *, data_dir: str | None = None,
+         cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR) -> ImageSet:
+    """Loads ``split`` ("train" or "test") of ``source``; see the module docstring.
+
+    Raises ValueError naming the path when a local source is missing, truncated or unreadable.
+    """
+    if split not in ("train", "test"):
+        raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    if source == "digits":
+        return _load_digits(split)
+    path = Path(os.path.expanduser(source))
+    if source.startswith("tfds:") or (not path.exists() and _looks_like_tfds_name(source)):
+        return _load_tfds(source.removeprefix("tfds:"), split, data_dir)
+    if not path.exists():
+        raise ValueError(
+            f"dataset not found: {path} does not exist. Pass --data pointing to an image folder, "
+            "a .tar/.tar.gz of one, the CIFAR-10 python tarball, 'digits', or a "
+            "tensorflow-datasets name such as 'cifar10' (needs internet).")
+    if cache_dir is None:
+        return _from_uint8(*_decode_local(path, split))
+    key = _cache_key(path, split)
+    cache_file = Path(cache_dir) / f"{path.name.split('.')[0]}-{split}-{key[:16]}.npz"
+    cached = _read_cache(cache_file, key)
+    if cached is not None:
+        return cached
+    images, labels, class_names = _decode_local(path, split)
+    _write_cache(cache_file, key, images, labels, class_names)
+    return _from_uint8(images, labels, class_names)
+
+
+def subset(data: ImageSet, *, n: int | None = None, per_class: int | None = None,
+           seed: int = 0) -> ImageSet:
+    """A seeded random subset: ``n`` images overall, or ``per_class`` images of each class."""
+    if (n is None) == (per_class is None):
+        raise ValueError("give exactly one of n= or per_class=")
+    rng = np.random.default_rng(seed)
+    if n is not None:
+        if not 0 < n <= len(data.labels):
+            raise ValueError(f"n={n} but the dataset has {len(data.labels)} images")
+        idx = rng.permutation(len(data.labels))[:n]
+    else:
+        idx = []
+        for c in range(data.num_classes):
+            members = np.flatnonzero(data.labels == c)
+            if len(members) < per_class:
+                raise ValueError(f"class {c} has {len(members)} images, fewer than "
+                                 f"per_class={per_class}")
+            idx.append(rng.choice(members, per_class, replace=False))
+        idx = rng.permutation(np.concatenate(idx))
+    return ImageSet(data.images[idx], data.labels[idx], data.class_names)
+
+
+# ---------------------------------------------------------------------------- sources
+
+def _load_digits(split: str) -> ImageSet:
+    from sklearn.datasets import load_digits
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)[..., None]  # (1797, 8, 8, 1)
+    labels = digits.target.astype(np.int64)
+    # A fixed seeded 80/20 split: the same images are "test" on every machine.
+    order = np.random.default_rng(1234).permutation(len(labels))
+    cut = int(0.8 * len(labels))
+    idx = order[:cut] if split == "train" else order[cut:]
+    return ImageSet(images[idx], labels[idx], tuple(str(i) for i in range(10)))
+
+
+def _looks_like_tfds_name(source: str) -> bool:
+    return "/" not in source and "." not in source.split(":")[0] and not source.endswith(
+        (".tar", ".gz", ".tgz"))
+
+
+def _load_tfds(name: str, split: str, data_dir: str | None) -> ImageSet:
+    import tensorflow_datasets as tfds
+    try:
+        ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True,
+                             batch_size=-1, with_info=True)
+    except Exception as err:  # DatasetNotFoundError, network errors, ...
+        raise ValueError(
+            f"tensorflow-datasets could not load {name!r} split {split!r} "
+            f"(data_dir={data_dir}): {err}. Offline, pass --data pointing to a local copy "
+            "(an image folder, a .tar.gz of one, or the CIFAR-10 python tarball).") from err
+    images, labels = tfds.as_numpy(ds)
+    names = tuple(info.features["label"].names)
+    return _from_uint8(images, labels, names)
+
+
+def _decode_local(path: Path, split: str):
+    """Returns uint8 images, int64 labels and class names from a folder or tarball."""
+    try:
+        if path.is_dir():
+            return _decode_folder(path, split)
+        if tarfile.is_tarfile(path):
+            with tarfile.open(path) as tar:
+                names = tar.getnames()
+                if any(n.endswith("data_batch_1") for n in names):
+                    return _decode_cifar_python(tar, names, split)
+                return _decode_image_tar(tar, split)
+    except (tarfile.TarError, EOFError, OSError, zlib.error) as err:
+        raise ValueError(f"cannot read dataset {path}: {err}. The file looks truncated or "
+                         "corrupt: download it again.") from err
+    raise ValueError(f"cannot read dataset {path}: it is neither a folder nor a tar archive. "
+                     "Pass an ImageFolder directory, a .tar/.tar.gz of one, or the CIFAR-10 "
+                     "python tarball.")
+
+
+def _split_root(paths: list[str], split: str, where: str) -> str:
+    """The common prefix under which ``class/image`` paths of ``split`` live."""
+    dirs = {p.rsplit("/", 2)[0] if p.count("/") >= 2 else "" for p in paths}
+    matches = sorted(d for d in dirs if d == split or d.endswith("/" + split))
+    if matches:
+        return matches[0] + "/"
+    if split == "train" and len(dirs) == 1:  # plain ImageFolder without split folders
+        return next(iter(dirs)) + "/" if next(iter(dirs)) else ""
+    raise ValueError(f"{where} has no '{split}/<class>/<image>' folder (found: "
+                     f"{sorted(dirs)[:5]}). Lay it out as {split}/<class>/<image>.jpg.")
+
+
+def _group_by_class(paths: list[str], root: str) -> tuple[list[tuple[str, int]], tuple]:
+    members = [p for p in paths if p.startswith(root) and p[len(root):].count("/") == 1]
+    class_names = tuple(sorted({p[len(root):].split("/")[0] for p in members}))
+    index = {c: i for i, c in enumerate(class_names)}
+    return [(p, index[p[len(root):].split("/")[0]]) for p in sorted(members)], class_names
+
+
+def _decode_folder(path: Path, split: str):
+    files = [f.relative_to(path).as_posix() for f in path.rglob("*")
+             if f.suffix.lower() in IMAGE_SUFFIXES]
+    if not files:
+        raise ValueError(f"no images ({', '.join(IMAGE_SUFFIXES)}) found under {path}")
+    items, class_names = _group_by_class(files, _split_root(files, split, str(path)))
+    images = [_decode_image((path / p).read_bytes(), f"{path / p}") for p, _ in items]
+    return _stack(images, str(path)), np.array([c for _, c in items], np.int64), class_names
+
+
+def _decode_image_tar(tar: tarfile.TarFile, split: str):
+    members = {m.name.removeprefix("./"): m for m in tar.getmembers()
+               if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)}
+    if not members:
+        raise ValueError(f"no images found in archive {tar.name}")
+    items, class_names = _group_by_class(list(members), _split_root(list(members), split,
+                                                                    str(tar.name)))
+    images = [_decode_image(tar.extractfile(members[p]).read(), f"{tar.name}:{p}")
+              for p, _ in items]
+    return _stack(images, tar.name), np.array([c for _, c in items], np.int64), class_names
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """The CIFAR-10 python batches are pickles; allow only what they need (numpy arrays)."""
+    _ALLOWED = {("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray",
+                "_reconstruct"), ("numpy", "ndarray"), ("numpy", "dtype"),
+                ("_codecs", "encode")}
+
+    def find_class(self, module, name):
+        if (module, name) in self._ALLOWED:
+            return super().find_class(module, name)
+        raise pickle.UnpicklingError(f"refusing to unpickle {module}.{name} from a dataset file")
+
+
+def _decode_cifar_python(tar: tarfile.TarFile, names: list[str], split: str):
+    wanted = [n for n in names if n.rsplit("/", 1)[-1].startswith(
+        "data_batch_" if split == "train" else "test_batch")]
+    images, labels = [], []
+    for name in sorted(wanted):
+        batch = _NumpyOnlyUnpickler(tar.extractfile(name), encoding="bytes").load()
+        images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
+                      .transpose(0, 2, 3, 1))
+        labels.append(np.asarray(batch[b"labels"], np.int64))
+    if not images:
+        raise ValueError(f"{tar.name} has no CIFAR-10 {split} batches")
+    return np.concatenate(images), np.concatenate(labels), CIFAR10_CLASSES
+
+
+def _decode_image(raw: bytes, where: str) -> np.ndarray:
+    from PIL import Image, UnidentifiedImageError
+    try:
+        with Image.open(io.BytesIO(raw)) as img:
+            return np.asarray(img.convert("RGB"), np.uint8)
+    except (UnidentifiedImageError, OSError) as err:
+        raise ValueError(f"cannot decode image {where}: {err}") from err
+
+
+def _stack(images: list[np.ndarray], where: str) -> np.ndarray:
+    shapes = {im.shape for im in images}
+    if len(shapes) != 1:
+        raise ValueError(f"images in {where} have different sizes {sorted(shapes)[:4]}; "
+                         "resize them to one size first")
+    return np.stack(images)
+
+
+def _from_uint8(images, labels, class_names) -> ImageSet:
+    return ImageSet(np.asarray(images, np.float32) / 255.0, np.asarray(labels, np.int64),
+                    tuple(class_names))
+
+
+# ---------------------------------------------------------------------------- cache
+
+def _cache_key(path: Path, split: str) -> str:
+    if path.is_dir():
+        stats = sorted((str(f.relative_to(path)), f.stat().st_size, f.stat().st_mtime_ns)
+                       for f in path.rglob("*") if f.is_file())
+    else:
+        st = path.stat()
+        stats = [st.st_size, st.st_mtime_ns]
+    blob = json.dumps([_CACHE_VERSION, str(path.resolve()), split, stats])
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+def _checksum(images: np.ndarray, labels: np.ndarray) -> str:
+    return hashlib.sha256(images.tobytes() + labels.tobytes()).hexdigest()
+
+
+def _read_cache(cache_file: Path, key: str) -> ImageSet | None:
+    if not cache_file.exists():
+        return None
+    try:
+        with np.load(cache_file, allow_pickle=False) as f:
+            images, labels = f["images"], f["labels"]
+            meta = json.loads(str(f["meta"]))
+        if meta["key"] == key and meta["checksum"] == _checksum(images, labels):
+            return _from_uint8(images, labels, meta["class_names"])
+    except Exception:  # unreadable cache: decode the source again
+        pass
+    return None
+
+
+def _write_cache(cache_file: Path, key: str, images, labels, class_names) -> None:
+    cache_file.parent.mkdir(parents=True, exist_ok=True)
+    meta = json.dumps({"key": key, "checksum": _checksum(images, labels),
+                       "class_names": list(class_names)})
+    atomic_write(cache_file, lambda f: np.savez(f, images=images, labels=labels,
+                                                meta=np.array(meta)))
+
+
+def atomic_write(path: str | os.PathLike, write) -> None:
+    """Calls ``write(file_object)`` on a temporary file, then renames it to ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

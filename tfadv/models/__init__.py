@@ -1,0 +1,86 @@
+"""Classifiers (logits out, [0, 1] pixels in), saving/loading, and cached training."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import keras
+
+from tfadv.data import atomic_write
+from tfadv.models.resnet import ARCHITECTURES, resnet18, tiny_cnn  # noqa: F401
+
+DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "models"
+
+
+def build(architecture: str, num_classes: int, input_shape) -> keras.Model:
+    if architecture not in ARCHITECTURES:
+        raise ValueError(f"unknown architecture {architecture!r}; choose from "
+                         f"{sorted(ARCHITECTURES)}")
+    return ARCHITECTURES[architecture](num_classes=num_classes, input_shape=tuple(input_shape))
+
+
+def save(model: keras.Model, path: str | os.PathLike) -> None:
+    """Saves as ``.keras``, atomically (a killed save leaves the old file or none)."""
+    path = Path(path)
+    if path.suffix != ".keras":
+        raise ValueError(f"model files end in .keras, got {path}")
+    # Keras insists on the .keras suffix, so write a temporary sibling with it, then rename.
+    tmp = path.with_name(f".{path.stem}.tmp.keras")
+    try:
+        model.save(tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load(path: str | os.PathLike) -> keras.Model:
+    """Loads a ``.keras`` model with ``safe_mode=True`` (no arbitrary code from the file)."""
+    path = Path(path)
+    if not path.exists():
+        raise ValueError(f"model file not found: {path}. Train it first (the experiment "
+                         "does so and caches it) or pass the right path.")
+    try:
+        return keras.models.load_model(path, safe_mode=True, compile=False)
+    except Exception as err:
+        raise ValueError(f"cannot load model {path}: {err}. The file is corrupt or not a "
+                         "Keras 3 .keras file: delete it to retrain.") from err
+
+
+def config_key(config: dict) -> str:
+    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
+
+
+def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
+                 learning_rate: float = 1e-3, schedule: str = "cosine", augment: bool = True,
+                 seed: int = 0, precision: str = "float32", data_id: str = "", model_dir=DEFAULT_MODEL_DIR,
+                 x_val=None, y_val=None, verbose: bool = True):
+    """Trains a classifier on ``data`` once and caches it; later calls load the cached file.
+
+    The cache key covers every argument that changes the weights (``data_id`` names the data
+    source). Training checkpoints live beside the model, so a killed run resumes. Returns
+    ``(model, path, history)``.
+    """
+    from tfadv.models.train import fit
+    config = {"architecture": architecture, "epochs": epochs, "batch_size": batch_size,
+              "learning_rate": learning_rate, "schedule": schedule, "augment": augment, "seed": seed,
+              "precision": precision, "data": data_id, "n": int(len(data.labels)),
+              "input_shape": list(data.images.shape[1:]), "classes": data.num_classes}
+    stem = f"{architecture}-{config_key(config)}"
+    path = Path(model_dir) / f"{stem}.keras"
+    info_path = path.with_suffix(".json")
+    if path.exists():
+        history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
+        return load(path), path, history
+    keras.utils.set_random_seed(seed)
+    model = build(architecture, data.num_classes, data.images.shape[1:])
+    history = fit(model, data.images, data.labels, epochs=epochs, batch_size=batch_size,
+                  learning_rate=learning_rate, schedule=schedule, augment=augment, seed=seed,
+                  ckpt_dir=Path(model_dir) / f"{stem}.ckpt", log_dir=Path(model_dir) / stem,
+                  x_val=x_val, y_val=y_val, verbose=verbose)
+    save(model, path)
+    atomic_write(info_path, lambda f: f.write(json.dumps(
+        {"config": config, "history": history}, indent=1).encode()))
+    return model, path, history
