@@ -21,6 +21,13 @@ Runtime: see notes/RESULTS.md (cifar: base model about 45 min, the rest under 60
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from experiments import common
+
 # eps convention: the paper perturbs images normalised to mean/std 0.5, z = (x - 0.5) / 0.5,
 # with eps = 0.01. A step of 0.01 in z is a step of 0.01 * std = 0.01 * 0.5 = 0.005 in pixel
 # units (x in [0, 1]), i.e. 1.275/255. Our attacks work in pixel units, so FGSM_EPS = 0.005.
@@ -29,27 +36,50 @@ NORMALISATION_STD = 0.5
 FGSM_EPS = PAPER_FGSM_EPS_NORMALISED * NORMALISATION_STD
 
 PRESETS = {
-    "smoke": dict(data="digits", architecture="tiny_cnn", epochs=3, batch_size=64,
+    "smoke": dict(data="digits", architecture="tiny_cnn", epochs=10, batch_size=64,
                   learning_rate=1e-3, schedule="cosine", augment=False, precision="float32", seed=0,
                   sizes=[20, 50], seeds=3, n_finetune=100, finetune_batch_size=20,
                   finetune_lr=1e-3, n_confusion=50, fgsm_eps=FGSM_EPS * 10,
                   jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),
     "quick": dict(data="digits", architecture="tiny_cnn", epochs=30, batch_size=64,
                   learning_rate=2e-3, schedule="cosine", augment=False, precision="float32", seed=0,
-                  sizes=[50, 100, 200], seeds=3, n_finetune=300, finetune_batch_size=32,
+                  sizes=[50, 100, 200], seeds=3, n_finetune=300, finetune_batch_size=30,
                   finetune_lr=1e-3, n_confusion=200, fgsm_eps=FGSM_EPS * 10,
                   jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),
     "cifar": dict(data="cifar10", architecture="resnet18_w32", epochs=20, batch_size=128,
                   learning_rate=1e-3, schedule="cosine", augment=True, precision="auto", seed=0,
                   sizes=[50, 100, 200, 500, 1000], seeds=3, n_finetune=500,
-                  finetune_batch_size=32, finetune_lr=1e-3, n_confusion=1000,
+                  finetune_batch_size=25, finetune_lr=1e-3, n_confusion=1000,
                   fgsm_eps=FGSM_EPS, jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),
     "paper": dict(data="cifar10", architecture="resnet18", epochs=60, batch_size=128,
                   learning_rate=1e-3, schedule="cosine", augment=True, precision="auto", seed=0,
                   sizes=[50, 100, 200, 500, 1000], seeds=3, n_finetune=500,
-                  finetune_batch_size=32, finetune_lr=1e-3, n_confusion=1000,
+                  finetune_batch_size=25, finetune_lr=1e-3, n_confusion=1000,
                   fgsm_eps=FGSM_EPS, jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),
 }
+
+
+
+# Paper 001's Tables I-III: accuracy (%) on 50, 100, 200, 500 and 1,000 test images.
+PAPER_TABLES = {
+    "base": {"FGSM": {"ORIG": [90.00, 89.67, 83.83, 85.87, 87.54],
+                      "ADV": [45.33, 45.00, 43.50, 43.13, 45.12]},
+             "JSMA": {"ORIG": [86.67, 86.33, 85.33, 86.13, 86.77],
+                      "ADV": [53.33, 54.00, 54.17, 52.73, 54.33]}},
+    "aft_fgsm": {"FGSM": {"ORIG": [79.33, 77.00, 75.00, 77.07, 75.83],
+                          "ADV": [54.67, 58.67, 53.67, 52.93, 51.43]},
+                 "JSMA": {"ORIG": [76.67, 72.33, 76.33, 75.00, 74.93],
+                          "ADV": [66.00, 58.67, 63.83, 62.20, 62.37]}},
+    "aft_jsma": {"FGSM": {"ORIG": [76.00, 74.33, 74.17, 74.27, 74.87],
+                          "ADV": [58.67, 57.00, 52.17, 55.40, 53.50]},
+                 "JSMA": {"ORIG": [68.00, 76.50, 73.00, 76.70, 75.00],
+                          "ADV": [64.00, 66.50, 64.00, 68.60, 64.90]}},
+}
+PAPER_SIZES = [50, 100, 200, 500, 1000]
+MODELS = {"base": ("table1_base", "Table I: attacks on the base model"),
+          "aft_fgsm": ("table2_aft_fgsm", "Table II: attacks on the FGSM-fine-tuned model"),
+          "aft_jsma": ("table3_aft_jsma", "Table III: attacks on the JSMA-fine-tuned model")}
+ATTACK_NAMES = {"fgsm": "FGSM", "jsma": "JSMA"}
 
 
 def load_data(config):
@@ -61,17 +91,202 @@ def load_data(config):
 
 def base_model(config, train, test, verbose=True):
     """The base classifier, trained once and cached under data/models."""
-    from experiments.common import data_id
-    from tfadv import models
-    monitor = data_subset_for_monitoring(test, config)
+    from tfadv import data, models
+    monitor = data.subset(test, n=min(2000, len(test.labels)), seed=config["seed"] + 999)
     return models.train_cached(
         train, architecture=config["architecture"], epochs=config["epochs"],
         batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-        schedule=config["schedule"], augment=config["augment"], seed=config["seed"], precision=config["precision"],
-        data_id=data_id(config["data"]), x_val=monitor.images, y_val=monitor.labels,
-        verbose=verbose)
+        schedule=config["schedule"], augment=config["augment"], seed=config["seed"],
+        precision=config["precision"], data_id=common.data_id(config["data"]),
+        x_val=monitor.images, y_val=monitor.labels, verbose=verbose)
 
 
-def data_subset_for_monitoring(test, config):
+def make_attacks(config):
+    from tfadv import attacks
+    return {"fgsm": attacks.make("fgsm", eps=config["fgsm_eps"]),
+            "jsma": attacks.make("jsma", theta=config["jsma_theta"], gamma=config["jsma_gamma"])}
+
+
+def adversarial_set(model_stem, attack_name, attack, model, x, y, cache_dir):
+    """Adversarial images of (x, y) against ``model``, cached under data/adversarial."""
     from tfadv import data
-    return data.subset(test, n=min(2000, len(test.labels)), seed=config["seed"] + 999)
+    from tfadv.models import config_key
+    key = config_key({"model": model_stem, "attack": attack_name, "params": attack.params,
+                      "x": data.array_digest(x), "y": data.array_digest(y)})
+    return data.cached_arrays(Path(cache_dir) / f"{model_stem}-{attack_name}-{key}.npz",
+                              lambda: {"x_adv": attack(model, x, y)})["x_adv"]
+
+
+def finetuned_model(kind, base, base_path, attack, train, config, cache_dir):
+    """AFT-FGSM or AFT-JSMA: the base model fine-tuned on ``n_finetune`` perturbed images."""
+    from tfadv import data, models
+    from tfadv.defenses.finetune import adversarial_finetune
+    picked = data.subset(train, n=config["n_finetune"], seed=config["seed"] + 1)
+    x_adv = adversarial_set(base_path.stem, kind, attack, base, picked.images, picked.labels,
+                            cache_dir)
+    key = models.config_key({"base": base_path.stem, "attack": kind, "params": attack.params,
+                             "n": config["n_finetune"], "batch": config["finetune_batch_size"],
+                             "lr": config["finetune_lr"], "seed": config["seed"]})
+    path = base_path.parent / f"aft_{kind}-{key}.keras"
+    if path.exists():
+        return models.load(path), path
+    tuned = adversarial_finetune(base, x_adv, picked.labels,
+                                 batch_size=config["finetune_batch_size"],
+                                 peak_lr=config["finetune_lr"], seed=config["seed"])
+    models.save(tuned, path)
+    return tuned, path
+
+
+def evaluate_model(model_name, model, model_path, attacks, test, config, cache_dir):
+    """Per-image correctness on original and adversarial images, per attack and seed.
+
+    Each (attack, seed) pair draws its own ``max(sizes)`` test images (so, as in the paper, the
+    FGSM and JSMA rows have different originals); an N-image result uses the first N of them.
+    The same draws are used for every model.
+    """
+    from tfadv import data
+    from tfadv.evaluation import predict
+    rows, predictions = [], {}
+    n_max = max(config["sizes"])
+    for a_index, (attack_name, attack) in enumerate(attacks.items()):
+        for s in range(config["seeds"]):
+            draw = data.subset(test, n=n_max, seed=config["seed"] * 1000 + 10 * a_index + s)
+            x_adv = adversarial_set(model_path.stem, attack_name, attack, model, draw.images,
+                                    draw.labels, cache_dir)
+            pred_orig, pred_adv = predict(model, draw.images), predict(model, x_adv)
+            if s == 0:
+                predictions[attack_name] = (draw.labels, pred_orig, pred_adv)
+            for n in config["sizes"]:
+                for metric, pred in (("ORIG", pred_orig), ("ADV", pred_adv)):
+                    rows.append({"model": model_name, "attack": ATTACK_NAMES[attack_name],
+                                 "metric": metric, "n_images": n, "seed": s,
+                                 "accuracy": 100 * float(np.mean(pred[:n] == draw.labels[:n]))})
+            l0 = np.count_nonzero((x_adv != draw.images).reshape(n_max, -1), axis=1)
+            linf = np.abs(x_adv - draw.images).reshape(n_max, -1).max(axis=1)
+            print(f"  {model_name} {attack_name} seed {s}: orig {np.mean(pred_orig == draw.labels):.3f}"
+                  f" adv {np.mean(pred_adv == draw.labels):.3f} mean L0 {l0.mean():.1f} "
+                  f"max Linf {linf.max():.4f}")
+    return pd.DataFrame(rows), predictions
+
+
+def summarise(per_seed: pd.DataFrame, model_name: str) -> pd.DataFrame:
+    """Mean and std over seeds, the adv/orig ratio, and the paper's number beside each."""
+    table = (per_seed.groupby(["attack", "metric", "n_images"], sort=False)["accuracy"]
+             .agg(accuracy="mean", std="std").reset_index())
+    ratios = []
+    for (attack, n), group in table.groupby(["attack", "n_images"], sort=False):
+        acc = group.set_index("metric")["accuracy"]
+        ratios.append({"attack": attack, "metric": "RATIO", "n_images": n,
+                       "accuracy": acc["ADV"] / acc["ORIG"] if acc["ORIG"] else np.nan,
+                       "std": np.nan})
+    table = pd.concat([table, pd.DataFrame(ratios)], ignore_index=True)
+
+    def paper(row):
+        if row.n_images not in PAPER_SIZES:
+            return np.nan
+        values = PAPER_TABLES[model_name][row.attack]
+        i = PAPER_SIZES.index(row.n_images)
+        if row.metric == "RATIO":
+            return values["ADV"][i] / values["ORIG"][i]
+        return values[row.metric][i]
+
+    table["paper"] = table.apply(paper, axis=1)
+    return table.sort_values(["attack", "metric", "n_images"], key=_metric_order,
+                             ignore_index=True)
+
+
+def _metric_order(column):
+    order = {"ORIG": 0, "ADV": 1, "RATIO": 2}
+    return column.map(order) if column.name == "metric" else column
+
+
+def table_markdown(table: pd.DataFrame, title: str, note: str) -> str:
+    """The paper's layout: rows attack x ORIG/ADV/RATIO, one column per image count, each
+    cell 'measured (paper)'."""
+    def cell(row):
+        fmt = "{:.2f}" if row.metric == "RATIO" else "{:.1f}"
+        measured = fmt.format(row.accuracy)
+        return measured if np.isnan(row.paper) else f"{measured} ({fmt.format(row.paper)})"
+    wide = (table.assign(cell=table.apply(cell, axis=1))
+            .pivot(index=["attack", "metric"], columns="n_images", values="cell"))
+    wide = wide.reindex(sorted(wide.index, key=lambda i: (i[0], _metric_order(
+        pd.Series([i[1]], name="metric")).iloc[0])))
+    wide.columns = [f"{n} images" for n in wide.columns]
+    return f"### {title}\n\nmeasured (paper), accuracy in %, mean over seeds\n\n" \
+           f"{wide.reset_index().to_markdown(index=False)}\n\n{note}\n"
+
+
+def main(argv):
+    del argv
+    from tfadv import report
+    from tfadv.evaluation import accuracy, confusion_matrix
+    from tfadv.models.train import set_precision
+
+    timer = common.Timer()
+    config = common.resolve_config(PRESETS, "adversarial_finetuning", default_preset="quick")
+    config["precision"] = set_precision(config["precision"])
+    out = Path(config["out"])
+    print(f"preset {config['preset']}: data {config['data']}, {config['architecture']}, "
+          f"precision {config['precision']}, out {out}")
+    with timer("load_data"):
+        train, test = load_data(config)
+    with timer("base_model"):
+        base, base_path, history = base_model(config, train, test)
+    with timer("clean_accuracy"):
+        clean = {"base": accuracy(base, test.images, test.labels)}
+    print(f"base model {base_path.name}: clean test accuracy {clean['base']:.4f} "
+          f"on {len(test.labels)} images")
+    cache_dir = base_path.parent.parent / "adversarial"
+    attacks = make_attacks(config)
+    models = {"base": (base, base_path)}
+    with timer("finetune"):
+        for kind in ("fgsm", "jsma"):
+            models[f"aft_{kind}"] = finetuned_model(kind, base, base_path, attacks[kind], train,
+                                                    config, cache_dir)
+    for name in ("aft_fgsm", "aft_jsma"):
+        clean[name] = accuracy(models[name][0], test.images, test.labels)
+        print(f"{name}: clean test accuracy {clean[name]:.4f}")
+
+    tables = {}
+    for name, (model, path) in models.items():
+        with timer(f"evaluate_{name}"):
+            per_seed, predictions = evaluate_model(name, model, path, attacks, test, config,
+                                                   cache_dir)
+        table = summarise(per_seed, name)
+        tables[name] = table
+        stem, title = MODELS[name]
+        note = (f"Model {path.name}: clean accuracy {100 * clean[name]:.2f}% on the "
+                f"{len(test.labels)}-image test split. Preset {config['preset']}, data "
+                f"{config['data']}, {config['seeds']} seeds.")
+        report.save_table(table, out, stem, table_markdown(table, title, note))
+        report.save_table(per_seed, out, f"{stem}_per_seed")
+        labels, pred_orig_f, pred_fgsm = predictions["fgsm"]
+        labels_j, pred_orig_j, pred_jsma = predictions["jsma"]
+        k = test.num_classes
+        n_conf = config["n_confusion"]
+        report.plot_confusion_matrices(
+            {"original (FGSM draw)": confusion_matrix(labels[:n_conf], pred_orig_f[:n_conf], k),
+             "FGSM": confusion_matrix(labels[:n_conf], pred_fgsm[:n_conf], k),
+             "original (JSMA draw)": confusion_matrix(labels_j[:n_conf], pred_orig_j[:n_conf], k),
+             "JSMA": confusion_matrix(labels_j[:n_conf], pred_jsma[:n_conf], k)},
+            test.class_names, f"{title} ({path.name})", out / f"confusion_{name}.png")
+
+    ratio_rows = [{"model": name, "attack": row.attack, "ratio_adv_over_orig": row.accuracy,
+                   "paper": row.paper}
+                  for name, table in tables.items()
+                  for row in table[(table.metric == "RATIO")
+                                   & (table.n_images == max(config["sizes"]))].itertuples()]
+    report.save_table(pd.DataFrame(ratio_rows), out, "ratios")
+    report.save_json(out / "run.json", common.run_info(
+        config, timer.seconds, base_model=str(base_path), base_history=history,
+        clean_accuracy=clean, fgsm_eps_note=(
+            f"paper eps {PAPER_FGSM_EPS_NORMALISED} on images normalised by std "
+            f"{NORMALISATION_STD} = {config['fgsm_eps']} in [0,1] pixel units")))
+    print(pd.DataFrame(ratio_rows).to_string(index=False))
+    print(f"wrote {out}; timings (s): " +
+          ", ".join(f"{k} {v:.0f}" for k, v in timer.seconds.items()))
+
+
+if __name__ == "__main__":
+    from absl import app
+    app.run(main)

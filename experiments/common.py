@@ -6,7 +6,6 @@ chosen preset and lets explicit flags override single fields.
 
 from __future__ import annotations
 
-import json
 import os
 import platform
 import subprocess
@@ -17,7 +16,6 @@ from pathlib import Path
 
 from absl import flags
 
-from tfadv.data import atomic_write
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", None, "smoke | quick | cifar | paper")
@@ -96,10 +94,6 @@ def run_info(config: dict, timings: dict, **extra) -> dict:
                        "cpu_count": os.cpu_count()},
             "timings_s": {k: round(v, 2) for k, v in timings.items()},
             "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
-
-
-def write_json(path, obj) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=str).encode()))
 
 
 class Timer:

@@ -292,3 +292,28 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def cached_arrays(path: str | os.PathLike, compute) -> dict:
+    """Returns the arrays stored at ``path`` (.npz), or ``compute()``'s dict, saved atomically.
+
+    For generated data such as adversarial sets: a killed job re-run with the same command
+    finds the finished pieces and only computes the missing ones.
+    """
+    path = Path(path)
+    if path.exists():
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                return {k: f[k] for k in f.files}
+        except Exception:  # a corrupt piece is recomputed
+            path.unlink(missing_ok=True)
+    arrays = compute()
+    atomic_write(path, lambda f: np.savez(f, **arrays))
+    return arrays
+
+
+def array_digest(array: np.ndarray) -> str:
+    """A short content hash of an array (shape, dtype and bytes): part of cache keys."""
+    array = np.ascontiguousarray(array)
+    blob = f"{array.shape}{array.dtype}".encode() + array.tobytes()
+    return hashlib.sha256(blob).hexdigest()[:16]

@@ -66,8 +66,9 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
         stop_after_steps: int | None = None) -> list[dict]:
     """Trains ``model`` (logits out) with Adam and sparse cross-entropy; returns epoch logs.
 
-    schedule: ``"cosine"`` (linear warm-up for ``warmup_epochs`` then cosine decay to 0) or
-    ``"constant"`` (the paper's plain Adam 1e-3). ``stop_after_steps`` ends the call early
+    schedule: ``"cosine"`` (linear warm-up for ``warmup_epochs`` then cosine decay to 0),
+    ``"constant"`` (the paper's plain Adam 1e-3) or ``"slow_start_fast_decay"``
+    (:class:`SlowStartFastDecay`, for adversarial fine-tuning). ``stop_after_steps`` ends the call early
     after that many global steps, as if the process were killed (for tests and time limits).
     """
     n = len(x)
@@ -154,15 +155,39 @@ def len_f(labels):
     return tf.cast(tf.shape(labels)[0], tf.float64)
 
 
+class SlowStartFastDecay(keras.optimizers.schedules.LearningRateSchedule):
+    """Jeddi et al. 2020's "slow start, fast decay", as we read it: the learning rate rises
+    linearly from 0 to ``peak_lr`` over the first ``peak_at`` (60%) of the steps, then falls
+    linearly to 0 over the remaining 40%, i.e. it decays 1.5x faster than it rose. The paper
+    gives the shape, not the break point; ``peak_at`` is ours."""
+
+    def __init__(self, peak_lr, total_steps, peak_at=0.6):
+        self.peak_lr, self.total_steps, self.peak_at = peak_lr, total_steps, peak_at
+
+    def __call__(self, step):
+        t = (tf.cast(step, tf.float32) + 1.0) / float(self.total_steps)  # step 0 already moves
+        rise = t / self.peak_at
+        fall = (1.0 - t) / (1.0 - self.peak_at)
+        return self.peak_lr * tf.clip_by_value(tf.minimum(rise, fall), 0.0, 1.0)
+
+    def get_config(self):
+        return {"peak_lr": self.peak_lr, "total_steps": self.total_steps, "peak_at": self.peak_at}
+
+
+SCHEDULES = ("cosine", "constant", "slow_start_fast_decay")
+
+
 def _schedule(kind, learning_rate, total_steps, warmup_steps):
     if kind == "constant":
         return learning_rate
+    if kind == "slow_start_fast_decay":
+        return SlowStartFastDecay(learning_rate, total_steps)
     if kind == "cosine":
         warmup_steps = min(warmup_steps, total_steps - 1)
         return keras.optimizers.schedules.CosineDecay(
             0.0 if warmup_steps else learning_rate, max(total_steps - warmup_steps, 1),
             warmup_target=learning_rate if warmup_steps else None, warmup_steps=warmup_steps)
-    raise ValueError(f"schedule must be 'cosine' or 'constant', got {kind!r}")
+    raise ValueError(f"schedule must be one of {SCHEDULES}, got {kind!r}")
 
 
 def _current_lr(optimizer):

@@ -1,0 +1,43 @@
+"""Attacks behind one contract: ``make(name, **params)(model, x, y, target=None) -> x_adv``.
+
+``x`` is a batch of float32 pixels in [0, 1] (NHWC, numpy or tensor), ``y`` the true labels,
+``target`` None (untargeted), an array of class ids, or a strategy name ("least_likely",
+"least_likely_top5"). The result is a new float32 numpy array of x's shape in [0, 1]; the
+caller's array is never modified. Every attack goes through the shared validation layer.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from tfadv.attacks import validation
+from tfadv.attacks.fgsm import fgsm
+from tfadv.attacks.jsma import jsma
+
+ATTACKS = {
+    "fgsm": fgsm,
+    "jsma": jsma,
+}
+
+# Parameters given in pixel units that must be >= 0.
+_NON_NEGATIVE = ("eps", "eps_iter", "theta_abs")
+
+
+def make(name: str, **params):
+    """Binds ``params`` to attack ``name``; the result validates inputs on every call."""
+    if name not in ATTACKS:
+        raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
+    for key in _NON_NEGATIVE:
+        if key in params:
+            validation.check_eps(key, params[key])
+    attack_fn = ATTACKS[name]
+
+    @functools.wraps(attack_fn)
+    def attack(model, x, y, target=None):
+        x, y, target = validation.validate(model, x, y, target)
+        if not len(x):
+            return x
+        return attack_fn(model, x, y, target, **params)
+
+    attack.name, attack.params = name, dict(params)
+    return attack
