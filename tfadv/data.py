@@ -55,6 +55,7 @@ def load(source: str, split: str = "train", *, data_dir: str | None = None,
     """
     if split not in ("train", "test"):
         raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+    source = str(source)
     if source == "digits":
         return _load_digits(split)
     path = Path(os.path.expanduser(source))
@@ -188,8 +189,12 @@ def _decode_image_tar(tar: tarfile.TarFile, split: str):
         raise ValueError(f"no images found in archive {tar.name}")
     items, class_names = _group_by_class(list(members), _split_root(list(members), split,
                                                                     str(tar.name)))
-    images = [_decode_image(tar.extractfile(members[p]).read(), f"{tar.name}:{p}")
-              for p, _ in items]
+    # Read in archive order: a compressed tar cannot seek backwards without decompressing
+    # again from the start, so reading in sorted order is quadratic on an unsorted archive.
+    by_offset = sorted((members[p].offset_data, p) for p, _ in items)
+    decoded = {p: _decode_image(tar.extractfile(members[p]).read(), f"{tar.name}:{p}")
+               for _, p in by_offset}
+    images = [decoded[p] for p, _ in items]
     return _stack(images, tar.name), np.array([c for _, c in items], np.int64), class_names
 
 
@@ -208,9 +213,13 @@ class _NumpyOnlyUnpickler(pickle.Unpickler):
 def _decode_cifar_python(tar: tarfile.TarFile, names: list[str], split: str):
     wanted = [n for n in names if n.rsplit("/", 1)[-1].startswith(
         "data_batch_" if split == "train" else "test_batch")]
+    # The official tarball is not in name order: read in archive order (see _decode_image_tar).
+    members = sorted((tar.getmember(n) for n in wanted), key=lambda m: m.offset_data)
+    batches = {m.name: _NumpyOnlyUnpickler(tar.extractfile(m), encoding="bytes").load()
+               for m in members}
     images, labels = [], []
     for name in sorted(wanted):
-        batch = _NumpyOnlyUnpickler(tar.extractfile(name), encoding="bytes").load()
+        batch = batches[name]
         images.append(np.asarray(batch[b"data"], np.uint8).reshape(-1, 3, 32, 32)
                       .transpose(0, 2, 3, 1))
         labels.append(np.asarray(batch[b"labels"], np.int64))
@@ -288,6 +297,7 @@ def atomic_write(path: str | os.PathLike, write) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             write(f)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache or result is not secret
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

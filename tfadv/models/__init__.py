@@ -63,7 +63,8 @@ def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
     source). Training checkpoints live beside the model, so a killed run resumes. Returns
     ``(model, path, history)``.
     """
-    from tfadv.models.train import fit
+    from tfadv.models.train import fit, resolve_precision
+    precision = resolve_precision(precision)  # "auto" differs by machine: key the real one
     config = {"architecture": architecture, "epochs": epochs, "batch_size": batch_size,
               "learning_rate": learning_rate, "schedule": schedule, "augment": augment, "seed": seed,
               "precision": precision, "data": data_id, "n": int(len(data.labels)),
@@ -75,7 +76,12 @@ def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
         history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
         return load(path), path, history
     keras.utils.set_random_seed(seed)
-    model = build(architecture, data.num_classes, data.images.shape[1:])
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)  # layers take the policy when built
+    try:
+        model = build(architecture, data.num_classes, data.images.shape[1:])
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
     history = fit(model, data.images, data.labels, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, schedule=schedule, augment=augment, seed=seed,
                   ckpt_dir=Path(model_dir) / f"{stem}.ckpt", log_dir=Path(model_dir) / stem,

@@ -90,10 +90,12 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
         if manager.latest_checkpoint:
             ckpt.restore(manager.latest_checkpoint).expect_partial()
     log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
-    history = _read_log(log_path) if log_path and int(step.numpy()) > 0 else []
-    if log_path and not history:
-        log_path.parent.mkdir(parents=True, exist_ok=True)
-        log_path.write_text("")
+    # The log may hold records of epochs the checkpoint does not (killed between writing the
+    # record and saving the checkpoint): keep the checkpoint's completed epochs only.
+    completed = int(step.numpy()) // steps_per_epoch
+    history = [r for r in _read_log(log_path) if r["epoch"] <= completed] if completed else []
+    if log_path:
+        _write_log(log_path, history)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -123,11 +125,15 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
             idx = order[b * batch_size:(b + 1) * batch_size]
             train_step(tf.constant(x[idx]), tf.constant(y[idx]))
             done = int(step.numpy())
-            if manager and (done % checkpoint_every == 0):
+            # The epoch's last step is checkpointed below, after its record is written and the
+            # running metrics are reset: a checkpoint at an epoch boundary must not hold the
+            # finished epoch's sums (the resumed run would add them to the next epoch).
+            last = b + 1 == steps_per_epoch
+            if manager and not last and done % checkpoint_every == 0:
                 manager.save(checkpoint_number=done)
             loss_sum, correct, count = running.numpy()
             bar.update(b + 1, [("loss", loss_sum / count), ("acc", correct / count)])
-            if stop_after_steps is not None and done >= stop_after_steps:
+            if stop_after_steps is not None and done >= stop_after_steps and not last:
                 if manager:
                     manager.save(checkpoint_number=done)
                 return history
@@ -139,15 +145,17 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
             from tfadv.evaluation import accuracy
             record["val_acc"] = accuracy(model, x_val, y_val)
         running.assign(tf.zeros(3, tf.float64))
-        if manager:
-            manager.save(checkpoint_number=int(step.numpy()))
         history.append(record)
-        if log_path:
+        if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
             with open(log_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if manager:
+            manager.save(checkpoint_number=int(step.numpy()))
         if verbose:
             print("  " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in record.items()))
+        if stop_after_steps is not None and int(step.numpy()) >= stop_after_steps:
+            return history
     return history
 
 
@@ -198,4 +206,15 @@ def _current_lr(optimizer):
 def _read_log(path):
     if path is None or not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:  # a line cut short by a kill; its epoch is redone
+            pass
+    return records
+
+
+def _write_log(path, records):
+    from tfadv.data import atomic_write
+    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
