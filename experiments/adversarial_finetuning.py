@@ -36,13 +36,13 @@ NORMALISATION_STD = 0.5
 FGSM_EPS = PAPER_FGSM_EPS_NORMALISED * NORMALISATION_STD
 
 PRESETS = {
-    "smoke": dict(data="digits", architecture="tiny_cnn", epochs=10, batch_size=64,
-                  learning_rate=1e-3, schedule="cosine", augment=False, precision="float32", seed=0,
+    "smoke": dict(data="digits", architecture="tiny_cnn", epochs=20, batch_size=32,
+                  learning_rate=1e-2, schedule="cosine", augment=False, precision="float32", seed=0,
                   sizes=[20, 50], seeds=3, n_finetune=100, finetune_batch_size=20,
                   finetune_lr=1e-3, n_confusion=50, fgsm_eps=FGSM_EPS * 10,
                   jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),
-    "quick": dict(data="digits", architecture="tiny_cnn", epochs=30, batch_size=64,
-                  learning_rate=2e-3, schedule="cosine", augment=False, precision="float32", seed=0,
+    "quick": dict(data="digits", architecture="tiny_cnn", epochs=30, batch_size=32,
+                  learning_rate=1e-2, schedule="cosine", augment=False, precision="float32", seed=0,
                   sizes=[50, 100, 200], seeds=3, n_finetune=300, finetune_batch_size=30,
                   finetune_lr=1e-3, n_confusion=200, fgsm_eps=FGSM_EPS * 10,
                   jsma_theta=1.0, jsma_gamma=0.1, data_dir=None),

@@ -9,6 +9,7 @@ caller's array is never modified. Every attack goes through the shared validatio
 from __future__ import annotations
 
 import functools
+import inspect
 
 from tfadv.attacks import validation
 from tfadv.attacks.fgsm import fgsm
@@ -39,5 +40,9 @@ def make(name: str, **params):
             return x
         return attack_fn(model, x, y, target, **params)
 
-    attack.name, attack.params = name, dict(params)
+    # The full hyperparameters, the function's defaults included: experiments key their caches
+    # on them, so a changed default never reuses adversarial images made the old way.
+    defaults = {p.name: p.default for p in inspect.signature(attack_fn).parameters.values()
+                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
+    attack.name, attack.params = name, {**defaults, **params}
     return attack
