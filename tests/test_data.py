@@ -527,3 +527,21 @@ def test_real_cifar10_test_split(cifar_archive, tmp_path):
     np.testing.assert_array_equal(np.bincount(test.labels), [1000] * 10)
     assert abs(float(test.images.mean()) - 0.47) < 0.03
     assert 0.0 <= test.images.min() and test.images.max() <= 1.0
+
+
+def test_tensorflow_datasets_source_with_mock_data():
+    """The tfds path (the online default) on tensorflow-datasets' own mock data: offline."""
+    import tensorflow_datasets as tfds
+    with tfds.testing.mock_data(num_examples=12):
+        loaded = data.load("cifar10", "test")
+        prefixed = data.load("tfds:cifar10", "test")
+    assert loaded.images.shape == (12, 32, 32, 3) and loaded.images.dtype == np.float32
+    assert 0.0 <= loaded.images.min() and loaded.images.max() <= 1.0
+    assert loaded.labels.dtype == np.int64 and loaded.labels.max() < 10
+    assert len(loaded.class_names) == 10  # mock data carries no real names
+    np.testing.assert_array_equal(loaded.images, prefixed.images)
+
+
+def test_unknown_tensorflow_datasets_name_is_a_clear_error():
+    with pytest.raises(ValueError, match="no_such_dataset_xyz"):
+        data.load("no_such_dataset_xyz", "train")

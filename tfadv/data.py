@@ -123,13 +123,17 @@ def _load_tfds(name: str, split: str, data_dir: str | None) -> ImageSet:
     import tensorflow_datasets as tfds
     try:
         ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True,
-                             batch_size=-1, with_info=True)
+                             with_info=True)
+        batches = list(tfds.as_numpy(ds.batch(2048)))
     except Exception as err:  # DatasetNotFoundError, network errors, ...
         raise ValueError(
             f"tensorflow-datasets could not load {name!r} split {split!r} "
             f"(data_dir={data_dir}): {err}. Offline, pass --data pointing to a local copy "
             "(an image folder, a .tar.gz of one, or the CIFAR-10 python tarball).") from err
-    images, labels = tfds.as_numpy(ds)
+    if not batches:
+        raise ValueError(f"tensorflow-datasets returned no images for {name!r} split {split!r}")
+    images = np.concatenate([b[0] for b in batches])
+    labels = np.concatenate([b[1] for b in batches])
     names = tuple(info.features["label"].names)
     return _from_uint8(images, labels, names)
 
