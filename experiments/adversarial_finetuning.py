@@ -150,7 +150,7 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
     n_max = max(config["sizes"])
     for a_index, (attack_name, attack) in enumerate(attacks.items()):
         for s in range(config["seeds"]):
-            draw = data.subset(test, n=n_max, seed=config["seed"] * 1000 + 10 * a_index + s)
+            draw = data.subset(test, n=n_max, seed=draw_seed(config, a_index, s))
             x_adv = adversarial_set(model_path.stem, attack_name, attack, model, draw.images,
                                     draw.labels, cache_dir)
             pred_orig, pred_adv = predict(model, draw.images), predict(model, x_adv)
@@ -167,6 +167,11 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
                   f" adv {np.mean(pred_adv == draw.labels):.3f} mean L0 {l0.mean():.1f} "
                   f"max Linf {linf.max():.4f}")
     return pd.DataFrame(rows), predictions
+
+
+def draw_seed(config, attack_index, s):
+    """The seed of the test images drawn for one (attack, seed) pair."""
+    return config["seed"] * 1000 + 10 * attack_index + s
 
 
 def summarise(per_seed: pd.DataFrame, model_name: str) -> pd.DataFrame:
@@ -279,7 +284,10 @@ def main(argv):
     report.save_table(pd.DataFrame(ratio_rows), out, "ratios")
     report.save_json(out / "run.json", common.run_info(
         config, timer.seconds, base_model=str(base_path), base_history=history,
-        clean_accuracy=clean, fgsm_eps_note=(
+        clean_accuracy=clean, model_files={k: str(p) for k, (_, p) in models.items()},
+        draw_seeds={a: [draw_seed(config, i, s) for s in range(config["seeds"])]
+                    for i, a in enumerate(attacks)},
+        fgsm_eps_note=(
             f"paper eps {PAPER_FGSM_EPS_NORMALISED} on images normalised by std "
             f"{NORMALISATION_STD} = {config['fgsm_eps']} in [0,1] pixel units")))
     print(pd.DataFrame(ratio_rows).to_string(index=False))
