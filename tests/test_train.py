@@ -427,3 +427,21 @@ def test_train_cached_applies_the_precision(tmp_path):
     assert model.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     assert models.load(path).get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == before  # not left changed
+
+
+@pytest.mark.parametrize("precision", ["float32", "mixed_bfloat16", "mixed_float16"])
+def test_every_precision_trains(precision):
+    """mixed_float16 needs loss scaling (fit wraps Adam in a LossScaleOptimizer): all learn."""
+    from tfadv.evaluation import accuracy
+    train_set, test_set = data.load("digits", "train"), data.load("digits", "test")
+    previous = keras.mixed_precision.global_policy()
+    try:
+        train.set_precision(precision)
+        keras.utils.set_random_seed(0)
+        model = tiny_cnn(num_classes=10, input_shape=(8, 8, 1), width=8)
+        assert model.get_layer("conv1").compute_dtype == precision.replace("mixed_", "")
+        train.fit(model, train_set.images, train_set.labels, epochs=6, batch_size=32,
+            learning_rate=1e-2, augment=False, verbose=False)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    assert accuracy(model, test_set.images, test_set.labels) > 0.8

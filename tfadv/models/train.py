@@ -78,6 +78,9 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
     total_steps = epochs * steps_per_epoch
     optimizer = keras.optimizers.Adam(_schedule(schedule, learning_rate, total_steps,
                                                 int(warmup_epochs * steps_per_epoch)))
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        # float16 gradients underflow without loss scaling (bfloat16 has float32's range).
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
     optimizer.build(model.trainable_variables)
     step = tf.Variable(0, dtype=tf.int64, name="step")
     rng = tf.random.Generator.from_seed(seed)
@@ -105,7 +108,8 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
         with tf.GradientTape() as tape:
             logits = model(images, training=True)
             loss = loss_fn(labels, logits)
-        grads = tape.gradient(loss, model.trainable_variables)
+            scaled_loss = optimizer.scale_loss(loss)  # the identity unless float16
+        grads = tape.gradient(scaled_loss, model.trainable_variables)
         optimizer.apply_gradients(zip(grads, model.trainable_variables))
         correct = tf.reduce_sum(tf.cast(tf.equal(tf.argmax(logits, -1), labels), tf.float64))
         running.assign_add(tf.stack([tf.cast(loss, tf.float64) * len_f(labels), correct,
