@@ -445,3 +445,21 @@ def test_every_precision_trains(precision):
     finally:
         keras.mixed_precision.set_global_policy(previous)
     assert accuracy(model, test_set.images, test_set.labels) > 0.8
+
+
+def test_corrupt_or_foreign_checkpoint_is_a_clear_error(tmp_path):
+    x = np.random.default_rng(0).random((64, 8, 8, 1), dtype=np.float32)
+    y = np.arange(64) % 10
+    keras.utils.set_random_seed(0)
+    train.fit(tiny_cnn(input_shape=(8, 8, 1), width=8), x, y, epochs=1, batch_size=32,
+              ckpt_dir=tmp_path / "ckpt", verbose=False)
+    # Another architecture's checkpoint: its variables do not match.
+    with pytest.raises(ValueError, match="delete"):
+        train.fit(tiny_cnn(input_shape=(8, 8, 1), width=4), x, y, epochs=2, batch_size=32,
+                  ckpt_dir=tmp_path / "ckpt", verbose=False)
+    # Truncated data files.
+    for shard in (tmp_path / "ckpt").glob("*.data-*"):
+        shard.write_bytes(shard.read_bytes()[:100])
+    with pytest.raises(ValueError, match="ckpt"):
+        train.fit(tiny_cnn(input_shape=(8, 8, 1), width=8), x, y, epochs=2, batch_size=32,
+                  ckpt_dir=tmp_path / "ckpt", verbose=False)

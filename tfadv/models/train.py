@@ -91,7 +91,13 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
                                    running=running)
         manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
         if manager.latest_checkpoint:
-            ckpt.restore(manager.latest_checkpoint).expect_partial()
+            try:
+                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except Exception as err:  # truncated files, another model's checkpoint, ...
+                raise ValueError(
+                    f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
+                    f"corrupt or belongs to another model or settings: delete {ckpt_dir} to "
+                    "start this training from scratch.") from err
     log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
     # The log may hold records of epochs the checkpoint does not (killed between writing the
     # record and saving the checkpoint): keep the checkpoint's completed epochs only.
