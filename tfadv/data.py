@@ -122,6 +122,9 @@ def _looks_like_tfds_name(source: str) -> bool:
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ImageSet:
     import tensorflow_datasets as tfds
     try:
+        if not tfds.builder(name, data_dir=data_dir).is_prepared():
+            print(f"tensorflow-datasets: downloading and preparing {name!r} (needs internet; "
+                  "offline, stop and pass --data=PATH to a local copy instead)", flush=True)
         ds, info = tfds.load(name, split=split, data_dir=data_dir, as_supervised=True,
                              with_info=True)
         batches = list(tfds.as_numpy(ds.batch(2048)))
