@@ -146,7 +146,7 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
     """
     from tfadv import data
     from tfadv.evaluation import predict
-    rows, predictions = [], {}
+    rows, per_image, predictions = [], [], {}
     n_max = max(config["sizes"])
     for a_index, (attack_name, attack) in enumerate(attacks.items()):
         for s in range(config["seeds"]):
@@ -163,10 +163,36 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
                                  "accuracy": 100 * float(np.mean(pred[:n] == draw.labels[:n]))})
             l0 = np.count_nonzero((x_adv != draw.images).reshape(n_max, -1), axis=1)
             linf = np.abs(x_adv - draw.images).reshape(n_max, -1).max(axis=1)
+            per_image.append(pd.DataFrame({
+                "model": model_name, "attack": ATTACK_NAMES[attack_name], "seed": s,
+                "label": draw.labels, "pred_orig": pred_orig, "pred_adv": pred_adv,
+                "l0": l0, "linf": linf}))
             print(f"  {model_name} {attack_name} seed {s}: orig {np.mean(pred_orig == draw.labels):.3f}"
                   f" adv {np.mean(pred_adv == draw.labels):.3f} mean L0 {l0.mean():.1f} "
                   f"max Linf {linf.max():.4f}")
-    return pd.DataFrame(rows), predictions
+    return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions
+
+
+def jsma_budget_table(per_image: pd.DataFrame, n_features: int, max_budget: int) -> pd.DataFrame:
+    """JSMA accuracy had the attack been stopped at a smaller L0 budget (features changed).
+
+    Exact, not re-run: the attack is deterministic and greedy, so with a smaller gamma each
+    image follows the same path, cut short. An image counts as correct at budget B if the
+    model got it right and the attack either failed or needed more than B features.
+    """
+    jsma = per_image[per_image.attack == "JSMA"]
+    budgets = [b for b in (2, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256) if b < max_budget]
+    rows = []
+    for (model, seed), group in jsma.groupby(["model", "seed"], sort=False):
+        correct = group.pred_orig.to_numpy() == group.label.to_numpy()
+        fooled = group.pred_adv.to_numpy() != group.label.to_numpy()
+        for budget in budgets + [max_budget]:
+            still_right = correct & ~(fooled & (group.l0.to_numpy() <= budget))
+            rows.append({"model": model, "seed": seed, "budget_features": budget,
+                         "budget_fraction": budget / n_features,
+                         "accuracy": 100 * still_right.mean()})
+    return (pd.DataFrame(rows).groupby(["model", "budget_features", "budget_fraction"],
+                                       sort=False)["accuracy"].mean().reset_index())
 
 
 def draw_seed(config, attack_index, s):
@@ -252,11 +278,12 @@ def main(argv):
         clean[name] = accuracy(models[name][0], test.images, test.labels)
         print(f"{name}: clean test accuracy {clean[name]:.4f}")
 
-    tables = {}
+    tables, per_image_all = {}, []
     for name, (model, path) in models.items():
         with timer(f"evaluate_{name}"):
-            per_seed, predictions = evaluate_model(name, model, path, attacks, test, config,
-                                                   cache_dir)
+            per_seed, per_image, predictions = evaluate_model(name, model, path, attacks, test,
+                                                              config, cache_dir)
+        per_image_all.append(per_image)
         table = summarise(per_seed, name)
         tables[name] = table
         stem, title = MODELS[name]
@@ -282,6 +309,14 @@ def main(argv):
                   for row in table[(table.metric == "RATIO")
                                    & (table.n_images == max(config["sizes"]))].itertuples()]
     report.save_table(pd.DataFrame(ratio_rows), out, "ratios")
+    per_image_all = pd.concat(per_image_all, ignore_index=True)
+    report.save_table(per_image_all, out, "per_image", markdown="see per_image.csv\n")
+    n_features = int(np.prod(test.images.shape[1:]))
+    budget = jsma_budget_table(per_image_all, n_features,
+                               2 * int(config["jsma_gamma"] * n_features / 2))
+    budget = budget.pivot(index=["budget_features", "budget_fraction"], columns="model",
+                          values="accuracy")[list(MODELS)].reset_index()
+    report.save_table(budget, out, "jsma_budget")
     report.save_json(out / "run.json", common.run_info(
         config, timer.seconds, base_model=str(base_path), base_history=history,
         clean_accuracy=clean, model_files={k: str(p) for k, (_, p) in models.items()},

@@ -78,6 +78,29 @@ def test_summarise_ratio_is_nan_when_original_accuracy_is_zero():
     assert ratio.paper == pytest.approx(paper["ADV"][1] / paper["ORIG"][1])  # 100: index 1
 
 
+def test_jsma_budget_table_matches_rerunning_with_a_smaller_gamma():
+    """The budget table claims that a smaller gamma only truncates each image's path: check it
+    against real re-runs on the digits model."""
+    from helpers import trained_digits_model
+    from tfadv import attacks
+    from tfadv.evaluation import predict
+    trained = trained_digits_model()
+    x, y = trained.test.images[:150], trained.test.labels[:150]
+    x_adv = attacks.make("jsma", theta=1.0, gamma=0.5)(trained.model, x, y)
+    per_image = pd.DataFrame({
+        "model": "base", "attack": "JSMA", "seed": 0, "label": y,
+        "pred_orig": predict(trained.model, x), "pred_adv": predict(trained.model, x_adv),
+        "l0": np.count_nonzero((x_adv != x).reshape(len(x), -1), axis=1)})
+    table = aft.jsma_budget_table(per_image, n_features=64, max_budget=32).set_index(
+        "budget_features")
+    for gamma in (4 / 64, 8 / 64, 16 / 64):
+        budget = int(gamma * 64)
+        rerun = attacks.make("jsma", theta=1.0, gamma=gamma)(trained.model, x, y)
+        measured = 100 * np.mean(predict(trained.model, rerun) == y)
+        assert table.loc[budget, "accuracy"] == pytest.approx(measured)
+    assert table["accuracy"].is_monotonic_decreasing
+
+
 # --------------------------------------------------------------------------- smoke run
 
 @pytest.fixture(scope="module")
