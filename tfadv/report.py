@@ -45,17 +45,18 @@ def plot_confusion_matrices(matrices: dict, class_names, title: str, path) -> No
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.2),
-                             squeeze=False)
-    for ax, (name, counts) in zip(axes[0], matrices.items()):
+    fig, axes = plt.subplots(1, len(matrices), figsize=(4.2 * len(matrices), 4.6),
+                             squeeze=False, layout="constrained")
+    for panel, (ax, (name, counts)) in enumerate(zip(axes[0], matrices.items())):
         ax.imshow(counts, cmap="Blues")
         acc = np.trace(counts) / max(counts.sum(), 1)
         ax.set_title(f"{name}\naccuracy {100 * acc:.1f}% of {counts.sum()}", fontsize=9)
         ticks = np.arange(len(class_names))
         ax.set_xticks(ticks, class_names, rotation=90, fontsize=7)
-        ax.set_yticks(ticks, class_names, fontsize=7)
+        ax.set_yticks(ticks, class_names if panel == 0 else [], fontsize=7)
         ax.set_xlabel("predicted", fontsize=8)
-        ax.set_ylabel("true", fontsize=8)
+        if panel == 0:
+            ax.set_ylabel("true", fontsize=8)
         for i in ticks:
             for j in ticks:
                 if counts[i, j]:
