@@ -169,7 +169,7 @@ def test_smoke_ratios_and_run_json(smoke_run):
 
 def test_benchmark_jsma_smoke(tmp_path):
     # 9-14 s here (25 s while a training job held both cores): under the ~20 s "slow" line.
-    run_module("experiments.benchmark", "jsma", "--n=8", f"--out={tmp_path}")
+    run_module("experiments.benchmark", "jsma", "--n=8", "--repeats=1", f"--out={tmp_path}")
     table = pd.read_csv(tmp_path / "benchmark_jsma.csv")
     # One row per implementation: ART's and at least one of ours (3 when this was written,
     # 5 now: default, XLA, margin saliency, the original rule).
