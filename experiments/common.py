@@ -11,6 +11,7 @@ import platform
 import subprocess
 import sys
 import time
+from fractions import Fraction
 from importlib import metadata
 from pathlib import Path
 
@@ -55,7 +56,11 @@ def _parse_like(value: str, example):
     if isinstance(example, bool):
         return value.lower() in ("1", "true", "yes")
     if isinstance(example, (int, float)) and not isinstance(example, bool):
-        return type(example)(eval(value, {"__builtins__": {}}))  # allows 16/255
+        try:
+            number = Fraction(value)  # "0.01", "1e-3" and "16/255" alike, nothing executed
+        except ValueError:
+            raise ValueError(f"--set expected a number such as 0.01 or 16/255, got {value!r}")
+        return type(example)(number)
     if isinstance(example, (list, tuple)):
         return [_parse_like(v, example[0]) for v in value.split(",")] if example else \
             value.split(",")

@@ -181,3 +181,13 @@ def test_benchmark_jsma_smoke(tmp_path):
     assert table.success_rate.between(0, 1).all()
     assert (table.seconds > 0).all() and (table.speedup_vs_art > 0).all()
     assert (tmp_path / "benchmark_jsma.md").is_file()
+
+
+def test_set_overrides_parse_numbers_lists_and_refuse_code():
+    from experiments.common import _parse_like
+    assert _parse_like("16/255", 0.1) == pytest.approx(16 / 255)
+    assert _parse_like("1e-3", 0.1) == pytest.approx(1e-3)
+    assert _parse_like("50,100", [1]) == [50, 100]
+    assert _parse_like("false", True) is False
+    with pytest.raises(ValueError, match="number"):
+        _parse_like("__import__('os').getcwd()", 0.1)
