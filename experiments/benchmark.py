@@ -5,8 +5,9 @@
 ``jsma``: the native batched JSMA against ART's ``SaliencyMapMethod`` on the same model,
 images and targets (targeted, since ART's is targeted only; theta 1, gamma 0.1). Prints
 success rate, mean L0 of the successful images, wall time and the speed ratio, and writes
-``<out>/benchmark_jsma.csv``. Times are medians of ``--repeats`` runs (min and max beside). The model is a small CNN trained (and cached) on the data
-given, CIFAR-10 when pointed at it, scikit-learn's digits by default.
+``<out>/benchmark_jsma.csv``. Times are medians of ``--repeats`` runs (min and max beside).
+The model is a small CNN trained (and cached) on the data given, CIFAR-10 when pointed at it,
+scikit-learn's digits by default, in the precision ``--precision`` names (default: ``auto``).
 Target (issue 2): at least ART's success rate, at least 50x faster, on CPU. Measured figures
 are in notes/RESULTS.md.
 """
@@ -53,6 +54,7 @@ def jsma_rows(model, x, y, targets, theta, gamma, repeats):
     from art.attacks.evasion import SaliencyMapMethod
     from tfadv import attacks
     from tfadv.evaluation import predict
+
     def native(**params):
         attack = attacks.make("jsma", theta=theta, gamma=gamma, **params)
         attack(model, x[:2], y[:2], targets[:2])  # traces the graph: not timed
