@@ -21,6 +21,10 @@ N_FEATURES = int(np.prod(DIGITS_SHAPE))  # 64
 # tfadv.attacks.ATTACKS must get an entry here (test_every_attack_has_default_params).
 DEFAULT_PARAMS = {
     "fgsm": dict(eps=0.1),
+    "bim": dict(eps=0.1, eps_iter=0.02, nb_iter=5),
+    "pgd": dict(eps=0.1, eps_iter=0.02, nb_iter=5),
+    "mifgsm": dict(eps=0.1, nb_iter=5),
+    "rfgsm": dict(eps=0.1),
     "jsma": dict(theta=1.0, gamma=0.2),
 }
 

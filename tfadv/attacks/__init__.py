@@ -4,6 +4,15 @@
 ``target`` None (untargeted), an array of class ids, or a strategy name ("least_likely",
 "least_likely_top5"). The result is a new float32 numpy array of x's shape in [0, 1]; the
 caller's array is never modified. Every attack goes through the shared validation layer.
+
+Attacks today (Linf ones take ``eps`` in [0, 1] pixel units):
+
+- ``fgsm``: Goodfellow et al., one signed-gradient step (cleverhans).
+- ``bim``: Kurakin et al., basic iterative method (cleverhans).
+- ``pgd``: Madry et al., BIM with a seeded random start (cleverhans steps, own loop).
+- ``mifgsm``: Dong et al., momentum iterative FGSM (cleverhans).
+- ``rfgsm``: Tramer et al., R+FGSM: a random signed step, then FGSM (cleverhans FGSM step).
+- ``jsma``: Papernot et al., Jacobian saliency map, L0 (native, batched).
 """
 
 from __future__ import annotations
@@ -12,16 +21,24 @@ import functools
 import inspect
 
 from tfadv.attacks import validation
+from tfadv.attacks.bim import bim
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.jsma import jsma
+from tfadv.attacks.mifgsm import mifgsm
+from tfadv.attacks.pgd import pgd
+from tfadv.attacks.rfgsm import rfgsm
 
 ATTACKS = {
     "fgsm": fgsm,
+    "bim": bim,
+    "pgd": pgd,
+    "mifgsm": mifgsm,
+    "rfgsm": rfgsm,
     "jsma": jsma,
 }
 
 # Parameters given in pixel units that must be >= 0.
-_NON_NEGATIVE = ("eps", "eps_iter", "theta_abs")
+_NON_NEGATIVE = ("eps", "eps_iter", "alpha", "theta_abs")
 
 
 def make(name: str, **params):
@@ -29,7 +46,7 @@ def make(name: str, **params):
     if name not in ATTACKS:
         raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
     for key in _NON_NEGATIVE:
-        if key in params:
+        if params.get(key) is not None:  # None: the attack's own default (e.g. alpha = eps/2)
             validation.check_eps(key, params[key])
     attack_fn = ATTACKS[name]
 

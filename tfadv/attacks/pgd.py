@@ -1,0 +1,67 @@
+"""PGD (Madry et al. 2018): iterated FGSM steps projected onto the Linf eps-ball around x.
+
+The iterations are cleverhans' own (``fast_gradient_method`` step, ``clip_eta`` projection
+around the *original* x, clip to [0, 1]), written out here instead of calling cleverhans'
+``projected_gradient_descent``, for two reasons:
+
+- cleverhans draws the random start with TensorFlow's global RNG (``random_lp_vector``) and
+  takes no initial point, so a seeded result would need global TF seeds, which leak into
+  everything else in the process. Here the start comes from ``np.random.default_rng(seed)``,
+  drawn for the whole batch before the internal batching, so it does not depend on
+  ``batch_size`` either.
+- cleverhans asserts ``eps_iter <= eps``, so an eps sweep with a fixed step crashes at small
+  eps. Here ``eps_iter`` is clamped to ``eps`` (a larger step would be projected back anyway),
+  and ``eps == 0`` returns a copy of x.
+
+With ``rand_init=False`` the result equals cleverhans' ``projected_gradient_descent`` (and
+``basic_iterative_method``) with the same arguments (tests/test_iterative_attacks.py).
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+import tensorflow as tf
+from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+from cleverhans.tf2.utils import clip_eta
+
+
+def check_nb_iter(nb_iter) -> int:
+    if isinstance(nb_iter, bool) or not isinstance(nb_iter, numbers.Integral) or nb_iter < 1:
+        raise ValueError(f"nb_iter must be an integer >= 1, got {nb_iter!r}")
+    return int(nb_iter)
+
+
+def pgd(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int = 10,
+        rand_init: bool = True, seed: int = 0, batch_size: int = 256) -> np.ndarray:
+    """``nb_iter`` signed-gradient steps of ``eps_iter``, each projected onto the Linf ball of
+    radius ``eps`` around x and clipped to [0, 1] (pixel units).
+
+    ``rand_init``: start from x + U(-eps, eps) (clipped to [0, 1]) drawn with
+    ``np.random.default_rng(seed)``; the same seed gives the same result. ``eps_iter`` larger
+    than ``eps`` is clamped to ``eps``. Untargeted: ascends the loss of the true labels ``y``;
+    targeted: descends the loss of ``target``. Inputs are validated by ``tfadv.attacks.make``.
+    """
+    nb_iter = check_nb_iter(nb_iter)
+    eps, eps_iter = float(eps), min(float(eps_iter), float(eps))
+    if eps == 0:
+        return np.array(x, dtype=np.float32, copy=True)
+    if rand_init:
+        eta = np.random.default_rng(seed).uniform(-eps, eps, size=x.shape).astype(np.float32)
+        start = np.clip(x + eta, 0.0, 1.0)
+    else:
+        start = x
+    labels_all = y if target is None else target
+    out = np.empty_like(x)
+    for i in range(0, len(x), batch_size):
+        x_b = tf.constant(x[i:i + batch_size])
+        labels = tf.constant(labels_all[i:i + batch_size])
+        adv = tf.clip_by_value(x_b + clip_eta(tf.constant(start[i:i + batch_size]) - x_b,
+                                              np.inf, eps), 0.0, 1.0)
+        for _ in range(nb_iter):
+            adv = fast_gradient_method(model, adv, eps_iter, np.inf, clip_min=0.0, clip_max=1.0,
+                                       y=labels, targeted=target is not None)
+            adv = tf.clip_by_value(x_b + clip_eta(adv - x_b, np.inf, eps), 0.0, 1.0)
+        out[i:i + batch_size] = adv.numpy()
+    return out

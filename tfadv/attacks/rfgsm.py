@@ -1,0 +1,38 @@
+"""R+FGSM (Tramer et al. 2018): a random signed step, then FGSM with the rest of the budget."""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+
+def rfgsm(model, x, y, target=None, *, eps: float, alpha: float | None = None, seed: int = 0,
+          batch_size: int = 256) -> np.ndarray:
+    """``x' = clip(x + alpha * sign(N(0, I)))``, then one FGSM step of ``eps - alpha`` from x'
+    (cleverhans ``fast_gradient_method``), clipped to [0, 1]; the result is within ``eps`` of x
+    (Linf, pixel units).
+
+    ``alpha`` None means ``eps / 2`` (the paper uses eps 16/255, alpha 8/255); ``alpha > eps``
+    raises ValueError. The random signs come from ``np.random.default_rng(seed)``, drawn for
+    the whole batch before the internal batching: the same seed gives the same result.
+    Untargeted: ascends the loss of the true labels ``y``; targeted: descends the loss of
+    ``target``. Inputs are validated by ``tfadv.attacks.make``.
+    """
+    eps = float(eps)
+    alpha = eps / 2 if alpha is None else float(alpha)
+    if not np.isfinite(alpha) or alpha < 0 or alpha > eps:
+        raise ValueError(f"alpha must lie in [0, eps] = [0, {eps}], got {alpha}")
+    if eps == 0:
+        return np.array(x, dtype=np.float32, copy=True)
+    signs = np.sign(np.random.default_rng(seed).standard_normal(x.shape)).astype(np.float32)
+    x_rand = np.clip(x + np.float32(alpha) * signs, 0.0, 1.0)
+    labels_all = y if target is None else target
+    out = np.empty_like(x)
+    for i in range(0, len(x), batch_size):
+        out[i:i + batch_size] = fast_gradient_method(
+            model, tf.constant(x_rand[i:i + batch_size]), eps - alpha, np.inf, clip_min=0.0,
+            clip_max=1.0, y=tf.constant(labels_all[i:i + batch_size]),
+            targeted=target is not None).numpy()
+    # x + alpha + (eps - alpha) in float32 can overshoot eps by a rounding error: project.
+    return np.clip(out, x - np.float32(eps), x + np.float32(eps)).astype(np.float32)
