@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
+from tfadv.attacks.batching import in_batches
 from tfadv.attacks.pgd import check_nb_iter
 
 
@@ -24,11 +24,6 @@ def bim(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int =
     eps, eps_iter = float(eps), min(float(eps_iter), float(eps))
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)
-    labels_all = y if target is None else target
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        out[i:i + batch_size] = basic_iterative_method(
-            model, tf.constant(x[i:i + batch_size]), eps, eps_iter, nb_iter, np.inf,
-            clip_min=0.0, clip_max=1.0, y=tf.constant(labels_all[i:i + batch_size]),
-            targeted=target is not None, sanity_checks=False).numpy()
-    return out
+    return in_batches(lambda xb, labels, targeted: basic_iterative_method(
+        model, xb, eps, eps_iter, nb_iter, np.inf, clip_min=0.0, clip_max=1.0, y=labels,
+        targeted=targeted, sanity_checks=False), x, y, target, batch_size)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+from tfadv.attacks.batching import in_batches
 
 
 def fgsm(model, x, y, target=None, *, eps: float, batch_size: int = 256) -> np.ndarray:
@@ -14,10 +15,6 @@ def fgsm(model, x, y, target=None, *, eps: float, batch_size: int = 256) -> np.n
     model's predictions, so no label leaking either way). Targeted: descends the loss of
     ``target``. Inputs are validated by ``tfadv.attacks.make``.
     """
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        labels = y[i:i + batch_size] if target is None else target[i:i + batch_size]
-        out[i:i + batch_size] = fast_gradient_method(
-            model, tf.constant(x[i:i + batch_size]), eps, np.inf, clip_min=0.0, clip_max=1.0,
-            y=tf.constant(labels), targeted=target is not None).numpy()
-    return out
+    return in_batches(lambda xb, labels, targeted: fast_gradient_method(
+        model, xb, eps, np.inf, clip_min=0.0, clip_max=1.0, y=labels, targeted=targeted),
+        x, y, target, batch_size)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 
+from tfadv.attacks.batching import in_batches
 from tfadv.attacks.pgd import check_nb_iter
 
 
@@ -27,12 +27,7 @@ def mifgsm(model, x, y, target=None, *, eps: float, eps_iter: float | None = Non
         raise ValueError(f"decay_factor must be a finite number >= 0, got {decay_factor}")
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)
-    labels_all = y if target is None else target
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        out[i:i + batch_size] = momentum_iterative_method(
-            model, tf.constant(x[i:i + batch_size]), eps, eps_iter, nb_iter, np.inf,
-            clip_min=0.0, clip_max=1.0, y=tf.constant(labels_all[i:i + batch_size]),
-            targeted=target is not None, decay_factor=decay_factor,
-            sanity_checks=False).numpy()
-    return out
+    return in_batches(lambda xb, labels, targeted: momentum_iterative_method(
+        model, xb, eps, eps_iter, nb_iter, np.inf, clip_min=0.0, clip_max=1.0, y=labels,
+        targeted=targeted, decay_factor=decay_factor, sanity_checks=False),
+        x, y, target, batch_size)

@@ -26,6 +26,8 @@ import tensorflow as tf
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 from cleverhans.tf2.utils import clip_eta
 
+from tfadv.attacks.batching import in_batches
+
 
 def check_nb_iter(nb_iter) -> int:
     if isinstance(nb_iter, bool) or not isinstance(nb_iter, numbers.Integral) or nb_iter < 1:
@@ -52,16 +54,12 @@ def pgd(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int =
         start = np.clip(x + eta, 0.0, 1.0)
     else:
         start = x
-    labels_all = y if target is None else target
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        x_b = tf.constant(x[i:i + batch_size])
-        labels = tf.constant(labels_all[i:i + batch_size])
-        adv = tf.clip_by_value(x_b + clip_eta(tf.constant(start[i:i + batch_size]) - x_b,
-                                              np.inf, eps), 0.0, 1.0)
+    def iterate(x_b, labels, targeted, start_b):
+        adv = tf.clip_by_value(x_b + clip_eta(tf.constant(start_b) - x_b, np.inf, eps), 0.0, 1.0)
         for _ in range(nb_iter):
             adv = fast_gradient_method(model, adv, eps_iter, np.inf, clip_min=0.0, clip_max=1.0,
-                                       y=labels, targeted=target is not None)
+                                       y=labels, targeted=targeted)
             adv = tf.clip_by_value(x_b + clip_eta(adv - x_b, np.inf, eps), 0.0, 1.0)
-        out[i:i + batch_size] = adv.numpy()
-    return out
+        return adv
+
+    return in_batches(iterate, x, y, target, batch_size, start)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+
+from tfadv.attacks.batching import in_batches
 
 
 def rfgsm(model, x, y, target=None, *, eps: float, alpha: float | None = None, seed: int = 0,
@@ -27,12 +28,8 @@ def rfgsm(model, x, y, target=None, *, eps: float, alpha: float | None = None, s
         return np.array(x, dtype=np.float32, copy=True)
     signs = np.sign(np.random.default_rng(seed).standard_normal(x.shape)).astype(np.float32)
     x_rand = np.clip(x + np.float32(alpha) * signs, 0.0, 1.0)
-    labels_all = y if target is None else target
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        out[i:i + batch_size] = fast_gradient_method(
-            model, tf.constant(x_rand[i:i + batch_size]), eps - alpha, np.inf, clip_min=0.0,
-            clip_max=1.0, y=tf.constant(labels_all[i:i + batch_size]),
-            targeted=target is not None).numpy()
+    out = in_batches(lambda xb, labels, targeted: fast_gradient_method(
+        model, xb, eps - alpha, np.inf, clip_min=0.0, clip_max=1.0, y=labels,
+        targeted=targeted), x_rand, y, target, batch_size)
     # x + alpha + (eps - alpha) in float32 can overshoot eps by a rounding error: project.
     return np.clip(out, x - np.float32(eps), x + np.float32(eps)).astype(np.float32)
