@@ -96,7 +96,7 @@ def confidence_buckets(confidence: np.ndarray) -> dict:
     cuts = np.quantile(confidence, [1 / 3, 2 / 3]) if len(confidence) else [0, 0]
     for name, (lo, hi) in {"tertile low": (-1, cuts[0]), "tertile mid": (cuts[0], cuts[1]),
                            "tertile high": (cuts[1], 2)}.items():
-        buckets[f"{name} ({max(lo, 0):.1%}-{min(hi, 1):.1%})"] = np.flatnonzero(
+        buckets[f"{name} (p {max(lo, 0):.4f}-{min(hi, 1):.4f})"] = np.flatnonzero(
             (confidence > lo) & (confidence <= hi))
     return buckets
 

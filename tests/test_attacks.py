@@ -26,7 +26,11 @@ DEFAULT_PARAMS = {
     "mifgsm": dict(eps=0.1, nb_iter=5),
     "rfgsm": dict(eps=0.1),
     "jsma": dict(theta=1.0, gamma=0.2),
+    "deepfool": dict(),
 }
+
+# Attacks that have no targeted form: given a target they raise ValueError.
+UNTARGETED_ONLY = {"deepfool"}
 
 
 @pytest.fixture(scope="module")
@@ -69,6 +73,11 @@ def test_contract_shape_dtype_range_no_mutation_determinism(name, targeted, mode
     target = (y + 1) % 10 if targeted else None
     x_before, y_before = x.copy(), y.copy()
     attack = attacks.make(name, **DEFAULT_PARAMS[name])
+    if targeted and name in UNTARGETED_ONLY:
+        with pytest.raises(ValueError, match="untargeted"):
+            attack(model, x, y, target)
+        np.testing.assert_array_equal(x, x_before)
+        return
     out = attack(model, x, y, target)
     assert isinstance(out, np.ndarray)
     assert out.shape == x.shape
@@ -501,8 +510,8 @@ def test_make_rejects_bad_eps(eps):
 
 
 def test_make_rejects_unknown_attack():
-    with pytest.raises(ValueError, match="unknown attack 'deepfool'"):
-        attacks.make("deepfool", eps=0.1)
+    with pytest.raises(ValueError, match="unknown attack 'no_such_attack'"):
+        attacks.make("no_such_attack", eps=0.1)
 
 
 @pytest.mark.parametrize("name", sorted(attacks.ATTACKS))

@@ -13,6 +13,8 @@ Attacks today (Linf ones take ``eps`` in [0, 1] pixel units):
 - ``mifgsm``: Dong et al., momentum iterative FGSM (cleverhans).
 - ``rfgsm``: Tramer et al., R+FGSM: a random signed step, then FGSM (cleverhans FGSM step).
 - ``jsma``: Papernot et al., Jacobian saliency map, L0 (native, batched).
+- ``deepfool``: Moosavi-Dezfooli et al., minimal L2 (or Linf) perturbation, untargeted only
+  (native, batched).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import inspect
 
 from tfadv.attacks import validation
 from tfadv.attacks.bim import bim
+from tfadv.attacks.deepfool import deepfool
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.jsma import jsma
 from tfadv.attacks.mifgsm import mifgsm
@@ -35,6 +38,7 @@ ATTACKS = {
     "mifgsm": mifgsm,
     "rfgsm": rfgsm,
     "jsma": jsma,
+    "deepfool": deepfool,
 }
 
 # Parameters given in pixel units that must be >= 0.
