@@ -256,14 +256,8 @@ def main(argv):
     del argv
     from tfadv import report
     from tfadv.evaluation import accuracy, confusion_matrix
-    from tfadv.models.train import set_precision
 
-    timer = common.Timer()
-    config = common.resolve_config(PRESETS, "adversarial_finetuning", default_preset="quick")
-    config["precision"] = set_precision(config["precision"])
-    out = Path(config["out"])
-    print(f"preset {config['preset']}: data {config['data']}, {config['architecture']}, "
-          f"precision {config['precision']}, out {out}")
+    config, out, timer = common.start(PRESETS, "adversarial_finetuning", default_preset="quick")
     with timer("load_data"):
         train, test = load_data(config)
     with timer("base_model"):

@@ -52,6 +52,16 @@ def resolve_config(presets: dict, experiment: str, default_preset: str) -> dict:
     return config
 
 
+def start(presets: dict, experiment: str, default_preset: str):
+    """The start of every experiment's main: resolved config (precision set), out dir, timer."""
+    from tfadv.models.train import set_precision
+    config = resolve_config(presets, experiment, default_preset)
+    config["precision"] = set_precision(config["precision"])
+    print(f"{experiment}: preset {config['preset']}, data {config['data']}, precision "
+          f"{config['precision']}, out {config['out']}", flush=True)
+    return config, Path(config["out"]), Timer()
+
+
 def _parse_like(value: str, example):
     if isinstance(example, bool):
         return value.lower() in ("1", "true", "yes")

@@ -32,7 +32,6 @@ Runtime: cifar about 2 minutes on the 2-core CPU with the cached model; smoke se
 
 from __future__ import annotations
 
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -112,15 +111,11 @@ def error_rates(model, x, y, x_adv) -> tuple[float, float]:
 
 def main(argv):
     del argv
-    from tfadv import attacks
+    from tfadv import attacks, report
     from tfadv.evaluation import predict_logits
-    from tfadv.models.train import set_precision
-    from tfadv import report
 
-    timer = common.Timer()
-    config = common.resolve_config(PRESETS, "gradient_sign_confidence", default_preset="quick")
-    config["precision"] = set_precision(config["precision"])
-    out = Path(config["out"])
+    config, out, timer = common.start(PRESETS, "gradient_sign_confidence",
+                                      default_preset="quick")
     with timer("model"):
         model, model_name, images = load_model_and_images(config)
     with timer("bucketing"):

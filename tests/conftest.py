@@ -22,3 +22,15 @@ def cifar_archive() -> Path:
     if not path.is_file():
         pytest.skip(f"CIFAR-10 archive not found at {path} (set TFADV_CIFAR10 to its path)")
     return path
+
+
+@pytest.fixture(scope="module")
+def trained():
+    """The small digits classifier of tests/helpers.py (trained once per session)."""
+    from helpers import trained_digits_model
+    return trained_digits_model()
+
+
+@pytest.fixture(scope="module")
+def model(trained):
+    return trained.model

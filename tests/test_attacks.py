@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import DIGITS_SHAPE, correctly_classified, trained_digits_model
+from helpers import DIGITS_SHAPE, correctly_classified
 from tfadv import attacks
 from tfadv.attacks import validation
 from tfadv.evaluation import predict, predict_logits
@@ -31,16 +31,6 @@ DEFAULT_PARAMS = {
 
 # Attacks that have no targeted form: given a target they raise ValueError.
 UNTARGETED_ONLY = {"deepfool"}
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return trained_digits_model()
-
-
-@pytest.fixture(scope="module")
-def model(trained):
-    return trained.model
 
 
 @pytest.fixture(scope="module")

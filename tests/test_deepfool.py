@@ -9,19 +9,9 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import correctly_classified, trained_digits_model
+from helpers import correctly_classified
 from tfadv import attacks
 from tfadv.evaluation import predict
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return trained_digits_model()
-
-
-@pytest.fixture(scope="module")
-def model(trained):
-    return trained.model
 
 
 def l2(x_adv, x):

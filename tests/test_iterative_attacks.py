@@ -8,22 +8,12 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from helpers import correctly_classified, trained_digits_model
+from helpers import correctly_classified
 from tfadv import attacks
 from tfadv.attacks import validation
 from tfadv.evaluation import predict
 
 LINF = ("bim", "pgd", "mifgsm", "rfgsm")
-
-
-@pytest.fixture(scope="module")
-def trained():
-    return trained_digits_model()
-
-
-@pytest.fixture(scope="module")
-def model(trained):
-    return trained.model
 
 
 @pytest.fixture(scope="module")
