@@ -1,6 +1,7 @@
 """Speed benchmarks that print figures (never timed tests: these machines are noisy).
 
     python -m experiments.benchmark jsma [--n=100] [--data=PATH]
+    python -m experiments.benchmark attacks [--n=100] [--data=PATH]
 
 ``jsma``: the native batched JSMA against ART's ``SaliencyMapMethod`` on the same model,
 images and targets (targeted, since ART's is targeted only; theta 1, gamma 0.1). Prints
@@ -8,8 +9,12 @@ success rate, mean L0 of the successful images, wall time and the speed ratio, a
 ``<out>/benchmark_jsma.csv``. Times are medians of ``--repeats`` runs (min and max beside).
 The model is a small CNN trained (and cached) on the data given, CIFAR-10 when pointed at it,
 scikit-learn's digits by default, in the precision ``--precision`` names (default: ``auto``).
-Target (issue 2): at least ART's success rate, at least 50x faster, on CPU. Measured figures
-are in notes/RESULTS.md.
+Target (issue 2): at least ART's success rate, at least 50x faster, on CPU.
+
+``attacks``: each attack of ours beside the library it wraps (cleverhans for FGSM, BIM, PGD,
+MI-FGSM: the ratio is our wrapper's overhead) or the peers it replaces (ART and Foolbox for
+DeepFool), untargeted, on the same model and images; writes ``benchmark_attacks.csv``.
+Measured figures are in notes/RESULTS.md.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from experiments import common
 flags.DEFINE_integer("n", 100, "images to attack")
 flags.DEFINE_float("theta", 1.0, "JSMA theta")
 flags.DEFINE_float("gamma", 0.1, "JSMA gamma")
+flags.DEFINE_float("eps", 8 / 255, "attacks: Linf eps of the gradient attacks")
 flags.DEFINE_integer("repeats", 3, "timed runs of each implementation (the median is reported)")
 FLAGS = flags.FLAGS
 
@@ -53,11 +59,9 @@ def art_classifier(model, input_shape, num_classes):
 def jsma_rows(model, x, y, targets, theta, gamma, repeats):
     from art.attacks.evasion import SaliencyMapMethod
     from tfadv import attacks
-    from tfadv.evaluation import predict
 
     def native(**params):
         attack = attacks.make("jsma", theta=theta, gamma=gamma, **params)
-        attack(model, x[:2], y[:2], targets[:2])  # traces the graph: not timed
         return lambda: attack(model, x, y, targets)
 
     runs = {
@@ -71,29 +75,86 @@ def jsma_rows(model, x, y, targets, theta, gamma, repeats):
             gamma=gamma, batch_size=len(x), verbose=False).generate(
                 x, np.eye(int(model.output_shape[-1]))[targets]),
     }
+    table = time_runs(runs, model, x, y, targets, repeats)
+    table = table.rename(columns={"l0_mean_successful": "mean_l0_successful"})
+    table["speedup_vs_art"] = table.seconds.iloc[-1] / table.seconds
+    return table[["implementation", "images", "success_rate", "mean_l0_successful", "seconds",
+                  "seconds_min", "seconds_max", "images_per_s", "speedup_vs_art"]]
+
+
+def time_runs(runs: dict, model, x, y, target, repeats: int) -> pd.DataFrame:
+    """Times each ``runs[name]()`` ``repeats`` times (median, min, max) after one untimed
+    warm-up run (graph tracing for this batch shape), and measures its result with
+    ``tfadv.evaluation.attack_metrics``."""
+    from tfadv.evaluation import attack_metrics
     rows = []
     for name, run in runs.items():
+        run()
         times = []
         for _ in range(repeats):
             tic = time.perf_counter()
-            x_adv = run()
+            x_adv = np.asarray(run(), np.float32)
             times.append(time.perf_counter() - tic)
         seconds = float(np.median(times))
-        success = predict(model, x_adv) == targets
-        l0 = np.count_nonzero((x_adv != x).reshape(len(x), -1), axis=1)
-        rows.append({"implementation": name, "images": len(x), "success_rate": success.mean(),
-                     "mean_l0_successful": l0[success].mean() if success.any() else np.nan,
-                     "seconds": seconds, "seconds_min": min(times), "seconds_max": max(times),
-                     "images_per_s": len(x) / seconds})
-    table = pd.DataFrame(rows)
-    art_seconds = table.loc[table.implementation.str.startswith("ART"), "seconds"].iloc[0]
-    table["speedup_vs_art"] = art_seconds / table.seconds
-    return table
+        metrics = attack_metrics(model, x, y, x_adv, target, seconds)
+        rows.append({"implementation": name, **metrics, "seconds_min": min(times),
+                     "seconds_max": max(times)})
+    return pd.DataFrame(rows)
+
+
+def attack_rows(model, x, y, eps, repeats):
+    """Each attack of ours beside the library it wraps or the peer it replaces, untargeted."""
+    import foolbox
+    import tensorflow as tf
+    from art.attacks.evasion import DeepFool
+    from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
+    from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
+    from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+    from tfadv import attacks
+    xt, yt = tf.constant(x), tf.constant(y)
+    step = eps / 4
+    ours = {"fgsm": dict(eps=eps), "bim": dict(eps=eps, eps_iter=step, nb_iter=10),
+            "pgd": dict(eps=eps, eps_iter=step, nb_iter=10),
+            "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=10), "deepfool": dict()}
+    peers = {
+        "fgsm": {"cleverhans": lambda: fast_gradient_method(
+            model, xt, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yt)},
+        "bim": {"cleverhans": lambda: basic_iterative_method(
+            model, xt, eps, step, 10, np.inf, clip_min=0.0, clip_max=1.0, y=yt,
+            sanity_checks=False)},
+        "pgd": {"cleverhans": lambda: projected_gradient_descent(
+            model, xt, eps, step, 10, np.inf, clip_min=0.0, clip_max=1.0, y=yt,
+            sanity_checks=False)},
+        "mifgsm": {"cleverhans": lambda: momentum_iterative_method(
+            model, xt, eps, step, 10, np.inf, clip_min=0.0, clip_max=1.0, y=yt,
+            sanity_checks=False)},
+        "deepfool": {
+            "ART DeepFool": lambda: DeepFool(
+                art_classifier(model, x.shape[1:], int(model.output_shape[-1])), max_iter=50,
+                epsilon=0.02, nb_grads=10, batch_size=len(x), verbose=False).generate(x),
+            "Foolbox L2DeepFoolAttack": lambda: foolbox.attacks.L2DeepFoolAttack(
+                steps=50, candidates=10, overshoot=0.02, loss="logits")(
+                    foolbox.TensorFlowModel(model, bounds=(0, 1)), xt, yt, epsilons=None)[1]},
+    }
+    tables = []
+    for name, params in ours.items():
+        attack = attacks.make(name, **params)
+        runs = {f"tfadv {name}": lambda attack=attack: attack(model, x, y), **peers[name]}
+        table = time_runs(runs, model, x, y, None, repeats)
+        table.insert(0, "attack", name)
+        table["speedup_vs_peer"] = table.seconds.iloc[1] / table.seconds
+        tables.append(table)
+    columns = ["attack", "implementation", "images", "success_rate", "l2_mean_successful",
+               "linf_mean_successful", "seconds", "seconds_min", "seconds_max",
+               "images_per_s", "speedup_vs_peer"]
+    return pd.concat(tables, ignore_index=True)[columns]
 
 
 def main(argv):
-    if len(argv) != 2 or argv[1] not in ("jsma",):
-        raise app.UsageError("usage: python -m experiments.benchmark jsma [--n=100] [--data=PATH]")
+    if len(argv) != 2 or argv[1] not in ("jsma", "attacks"):
+        raise app.UsageError("usage: python -m experiments.benchmark jsma|attacks [--n=100] "
+                             "[--data=PATH]")
     from tfadv import data
     seed = FLAGS.seed or 0
     source = FLAGS.data or "digits"
@@ -103,13 +164,20 @@ def main(argv):
     precision = resolve_precision(FLAGS.precision or "auto")
     model, test = benchmark_model(source, seed, precision)
     picked = data.subset(test, n=FLAGS.n, seed=seed)
+    out = Path(FLAGS.out or common.PROJECT_ROOT / "results" / "benchmark")
+    from tfadv import report
+    if argv[1] == "attacks":
+        table = attack_rows(model, picked.images, picked.labels, FLAGS.eps, FLAGS.repeats)
+        report.save_table(table, out, "benchmark_attacks")
+        print(f"attacks, untargeted, eps {FLAGS.eps:.4f}, {len(picked.labels)} images of "
+              f"{source}, tiny CNN in {precision}, CPU; seconds: median of {FLAGS.repeats}")
+        print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        return
     rng = np.random.default_rng(seed)
     targets = (picked.labels + rng.integers(1, test.num_classes, len(picked.labels))) \
         % test.num_classes
     table = jsma_rows(model, picked.images, picked.labels, targets, FLAGS.theta, FLAGS.gamma,
                       FLAGS.repeats)
-    out = Path(FLAGS.out or common.PROJECT_ROOT / "results" / "benchmark")
-    from tfadv import report
     report.save_table(table, out, "benchmark_jsma")
     print(f"JSMA, targeted, theta {FLAGS.theta}, gamma {FLAGS.gamma}, {len(picked.labels)} "
           f"images of {source}, tiny CNN in {precision}, CPU")
