@@ -247,3 +247,16 @@ def test_paper_preset_without_imagenet_fails_clearly(tmp_path):
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode != 0
     assert "ImageNet" in proc.stderr
+
+
+def test_benchmark_attacks_smoke(tmp_path):
+    """Each attack beside its reference library (cleverhans, ART, Foolbox) on a few images."""
+    run_module("experiments.benchmark", "attacks", "--n=8", "--repeats=1", f"--out={tmp_path}")
+    table = pd.read_csv(tmp_path / "benchmark_attacks.csv")
+    assert set(table.attack) == {"fgsm", "bim", "pgd", "mifgsm", "deepfool"}
+    assert (table.groupby("attack").size() >= 2).all()  # ours and at least one peer
+    assert table.success_rate.between(0, 1).all() and (table.seconds > 0).all()
+    # Our cleverhans wrappers compute the same attacks as cleverhans itself.
+    for attack in ("fgsm", "bim", "mifgsm"):
+        rows = table[table.attack == attack]
+        assert rows.success_rate.nunique() == 1, rows
