@@ -150,7 +150,7 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
     The same draws are used for every model.
     """
     from tfadv import data
-    from tfadv.evaluation import predict
+    from tfadv.evaluation import perturbation_norms, predict
     rows, per_image, predictions = [], [], {}
     n_max = max(config["sizes"])
     for a_index, (attack_name, attack) in enumerate(attacks.items()):
@@ -166,15 +166,14 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
                     rows.append({"model": model_name, "attack": ATTACK_NAMES[attack_name],
                                  "metric": metric, "n_images": n, "seed": s,
                                  "accuracy": 100 * float(np.mean(pred[:n] == draw.labels[:n]))})
-            l0 = np.count_nonzero((x_adv != draw.images).reshape(n_max, -1), axis=1)
-            linf = np.abs(x_adv - draw.images).reshape(n_max, -1).max(axis=1)
+            norms = perturbation_norms(draw.images, x_adv)
             per_image.append(pd.DataFrame({
                 "model": model_name, "attack": ATTACK_NAMES[attack_name], "seed": s,
-                "label": draw.labels, "pred_orig": pred_orig, "pred_adv": pred_adv,
-                "l0": l0, "linf": linf}))
-            print(f"  {model_name} {attack_name} seed {s}: orig {np.mean(pred_orig == draw.labels):.3f}"
-                  f" adv {np.mean(pred_adv == draw.labels):.3f} mean L0 {l0.mean():.1f} "
-                  f"max Linf {linf.max():.4f}")
+                "label": draw.labels, "pred_orig": pred_orig, "pred_adv": pred_adv, **norms}))
+            print(f"  {model_name} {attack_name} seed {s}: orig "
+                  f"{np.mean(pred_orig == draw.labels):.3f} adv "
+                  f"{np.mean(pred_adv == draw.labels):.3f} mean L0 {norms['l0'].mean():.1f} "
+                  f"max Linf {norms['linf'].max():.4f}")
     return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions
 
 
