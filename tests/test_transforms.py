@@ -1,0 +1,308 @@
+"""Input-transformation defenses (tfadv.defenses.transforms) and image-quality metrics."""
+
+import keras
+import numpy as np
+import pytest
+from skimage.metrics import peak_signal_noise_ratio, structural_similarity
+from skimage.restoration import denoise_wavelet
+
+from tfadv import data, models
+from tfadv.defenses import transforms as T
+from tfadv.evaluation import image_quality, image_quality_summary, ssim_win_size
+
+RANDOM = ("random_resize_pad", "pixel_deflection", "deflect_and_denoise")
+
+
+def smooth_images(n=4, size=32, channels=3, seed=0):
+    """Smooth colour images (random low-frequency sinusoids) in [0.1, 0.9]."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    images = np.empty((n, size, size, channels), np.float32)
+    for i in range(n):
+        for c in range(channels):
+            fy, fx, phase = rng.uniform(0.5, 2.0), rng.uniform(0.5, 2.0), rng.uniform(0, 6.3)
+            images[i, ..., c] = 0.5 + 0.4 * np.sin(2 * np.pi * (fy * yy + fx * xx) + phase)
+    return images
+
+
+def noisy(images, sigma=0.08, seed=1):
+    rng = np.random.default_rng(seed)
+    return np.clip(images + rng.normal(0, sigma, images.shape), 0, 1).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def digits():
+    """Eight scikit-learn digits, 8x8x1 in [0, 1]."""
+    return data.load("digits", "test", cache_dir=None).images[:8]
+
+
+@pytest.fixture(scope="module")
+def sr_model():
+    """A tiny SR network trained briefly on smooth 16x16 images."""
+    return T.train_sr(smooth_images(8, 16), epochs=2, batch_size=4, seed=0, filters=8,
+                      blocks=1, verbose=False)
+
+
+def run(name, x, sr_model=None, seed=0):
+    params = {"seed": seed} if name in RANDOM else {}
+    if name == "sr_and_denoise":
+        params["sr_model"] = sr_model
+    return T.make(name, **params)(x)
+
+
+# --------------------------------------------------------------------------- the contract
+
+@pytest.mark.parametrize("name", sorted(T.TRANSFORMS))
+@pytest.mark.parametrize("gray", [False, True])
+def test_contract_shape_dtype_range_input_untouched(name, gray, digits, sr_model):
+    x = digits if gray else smooth_images()
+    if name == "sr_and_denoise" and gray:
+        model = T.sr_network(channels=1, filters=4, blocks=1)
+    else:
+        model = sr_model
+    before = x.copy()
+    out = run(name, x, model)
+    expected = (len(x), 35, 35, 3) if name == "random_resize_pad" and not gray else x.shape
+    if name == "random_resize_pad" and gray:
+        expected = (len(x), 9, 9, 1)  # round(8 * 331 / 299) = 9
+    assert out.shape == expected
+    assert out.dtype == np.float32
+    assert np.all(np.isfinite(out)) and out.min() >= 0.0 and out.max() <= 1.0
+    np.testing.assert_array_equal(x, before)
+    assert out is not x
+    assert T.DESCRIPTIONS[name]
+
+
+@pytest.mark.parametrize("name", RANDOM)
+def test_random_transforms_deterministic_per_seed(name):
+    x = smooth_images()
+    np.testing.assert_array_equal(run(name, x, seed=3), run(name, x, seed=3))
+    assert not np.array_equal(run(name, x, seed=3), run(name, x, seed=4))
+
+
+def test_make_records_params_and_rejects_bad_calls():
+    defense = T.make("deflect_and_denoise", seed=1, deflections=None)
+    assert defense.name == "deflect_and_denoise"
+    assert defense.params["sigma"] == T.PAPER_SIGMA and defense.params["deflections"] is None
+    with pytest.raises(ValueError, match="unknown transform"):
+        T.make("jpeg")
+    with pytest.raises(ValueError, match=r"needs \['seed'\]"):
+        T.make("random_resize_pad")
+    with pytest.raises(ValueError, match="takes no parameter"):
+        T.make("wavelet_denoise", seed=0)
+
+
+# --------------------------------------------------------------------------- Xie et al.
+
+def content_box(image):
+    """(top, left, height, width) of the non-zero region of one padded image."""
+    rows, cols = np.flatnonzero(image.any(axis=(1, 2))), np.flatnonzero(image.any(axis=(0, 2)))
+    return rows[0], cols[0], rows[-1] - rows[0] + 1, cols[-1] - cols[0] + 1
+
+
+@pytest.mark.parametrize("size, out", [(299, 331), (32, 35)])
+def test_random_resize_pad_sizes_and_offsets(size, out):
+    n = 3 if size == 299 else 40
+    x = 0.1 + 0.9 * np.random.default_rng(0).random((n, size, size, 3), dtype=np.float32)
+    padded = T.random_resize_pad(x, seed=0)
+    assert padded.shape == (n, out, out, 3)
+    sizes = set()
+    for image in padded:
+        top, left, height, width = content_box(image)
+        assert height == width and size <= height < out  # rnd in [size, out)
+        assert 0 <= top <= out - height and 0 <= left <= out - width
+        sizes.add(height)
+    if size == 32:
+        assert sizes == {32, 33, 34}  # 40 draws of 3 sizes: every size appears
+        # rnd == size: the image itself, pasted at the random offset.
+        i = next(i for i, image in enumerate(padded) if content_box(image)[2] == 32)
+        top, left, _, _ = content_box(padded[i])
+        np.testing.assert_array_equal(padded[i, top:top + 32, left:left + 32], x[i])
+
+
+def test_random_resize_pad_resize_back_and_options():
+    x = smooth_images(2)
+    back = T.random_resize_pad(x, seed=0, resize_back=True)
+    assert back.shape == x.shape and back.dtype == np.float32
+    grey = T.random_resize_pad(x, seed=0, out_size=40, pad_value=0.5)
+    assert grey.shape == (2, 40, 40, 3) and np.all(grey[:, 0, 0] == 0.5)
+    with pytest.raises(ValueError, match="square"):
+        T.random_resize_pad(np.zeros((1, 32, 30, 3), np.float32), seed=0)
+    with pytest.raises(ValueError, match="must exceed the image size"):
+        T.random_resize_pad(x, seed=0, out_size=32)
+
+
+# --------------------------------------------------------------------------- Prakash et al.
+
+def test_pixel_deflection_changes_few_values_from_the_window():
+    h, w, c, deflections, window = 32, 32, 3, 50, 3
+    # Every value unique: a changed value tells where it came from.
+    base = (np.arange(h * w * c, dtype=np.float32) / (h * w * c)).reshape(h, w, c)
+    x = np.stack([base, base[::-1]])
+    out = T.pixel_deflection(x, seed=0, deflections=deflections, window=window)
+    for image, original in zip(out, x):
+        changed = np.argwhere(image != original)
+        assert 0 < len(changed) <= deflections
+        assert len(np.unique(changed[:, :2], axis=0)) <= deflections  # pixels changed
+        for r, col, ch in changed:
+            src_r, src_c, src_ch = np.argwhere(original == image[r, col, ch])[0]
+            assert src_ch == ch
+            assert abs(src_r - r) <= window and abs(src_c - col) <= window
+
+
+def test_pixel_deflection_counts_and_scaling():
+    x = smooth_images(2)
+    np.testing.assert_array_equal(T.pixel_deflection(x, seed=0, deflections=0), x)
+    assert T.scaled_deflections(299, 299) == 200
+    assert T.scaled_deflections(32, 32) == 2
+    assert T.scaled_deflections(8, 8) == 1
+    assert T.scaled_window(299, 299) == 10 and T.scaled_window(32, 32) == 1
+    out = T.pixel_deflection(x, seed=0, deflections=None, window=None)
+    assert np.count_nonzero(out != x) <= 2 * len(x)
+    with pytest.raises(ValueError, match="deflections must be an integer >= 0"):
+        T.pixel_deflection(x, seed=0, deflections=-1)
+    with pytest.raises(ValueError, match="window must be an integer >= 1"):
+        T.pixel_deflection(x, seed=0, window=0)
+
+
+@pytest.mark.parametrize("channels", [3, 1])
+def test_wavelet_denoise_reduces_noise_and_matches_skimage(channels):
+    clean = smooth_images(3, 64, channels)
+    x = noisy(clean)
+    out = T.wavelet_denoise(x)
+    assert np.mean((out - clean) ** 2) < 0.5 * np.mean((x - clean) ** 2)
+    for sigma in (None, 0.04):
+        out = T.wavelet_denoise(x, sigma=sigma)
+        for i in range(len(x)):
+            options = dict(sigma=sigma, wavelet="db1", mode="soft", method="BayesShrink")
+            if channels == 3:
+                ref = denoise_wavelet(x[i], channel_axis=-1, convert2ycbcr=True, **options)
+            else:
+                ref = denoise_wavelet(x[i, ..., 0], channel_axis=None, **options)[..., None]
+            np.testing.assert_allclose(out[i], np.clip(ref, 0, 1), atol=1e-6)
+
+
+def test_wavelet_denoise_constant_image_unchanged():
+    for channels in (1, 3):
+        for value in (0.0, 0.5, 1.0):
+            x = np.full((1, 8, 8, channels), value, np.float32)
+            np.testing.assert_allclose(T.wavelet_denoise(x), x, atol=1e-6)
+
+
+def test_deflect_and_denoise_is_the_composition():
+    x = noisy(smooth_images(2))
+    expected = T.wavelet_denoise(T.pixel_deflection(x, seed=5, deflections=30, window=4),
+                                 sigma=0.04)
+    np.testing.assert_array_equal(
+        T.deflect_and_denoise(x, seed=5, deflections=30, window=4), expected)
+
+
+# --------------------------------------------------------------------------- Mustafa et al.
+
+def sr_l1(model, images):
+    low, high = T.make_sr_pairs(images)
+    return float(np.mean(np.abs(T.super_resolve(low, model) - high)))
+
+
+def test_sr_network_shape_and_training_reduces_l1():
+    images = smooth_images(8, 16)
+    keras.utils.set_random_seed(0)
+    model = T.sr_network(channels=3, filters=8, blocks=1)
+    assert model(np.zeros((2, 5, 7, 3), np.float32)).shape == (2, 10, 14, 3)
+    assert model.output.dtype == "float32"
+    before = sr_l1(model, images)
+    T.train_sr(images, epochs=15, batch_size=4, seed=0, learning_rate=3e-3, model=model,
+               verbose=False)
+    after = sr_l1(model, images)
+    assert after < 0.8 * before, (before, after)
+
+
+def test_sr_and_denoise_order_and_sizes(sr_model):
+    x = smooth_images(2, 16)
+    up = T.sr_and_denoise(x, sr_model, resize_back=False)
+    assert up.shape == (2, 32, 32, 3)
+    np.testing.assert_allclose(up, T.super_resolve(T.wavelet_denoise(x, sigma=0.04), sr_model),
+                               atol=1e-6)
+    back = T.sr_and_denoise(x, sr_model)
+    assert back.shape == x.shape and back.dtype == np.float32
+    with pytest.raises(ValueError, match="takes 3 channels"):
+        T.sr_and_denoise(np.zeros((1, 8, 8, 1), np.float32), sr_model)
+
+
+def test_sr_model_save_load_round_trip(sr_model, tmp_path):
+    path = tmp_path / "sr.keras"
+    models.save(sr_model, path)
+    loaded = models.load(path)  # safe_mode=True: no Lambda layer may be in the file
+    x = smooth_images(2, 12)
+    np.testing.assert_allclose(T.super_resolve(x, loaded), T.super_resolve(x, sr_model),
+                               atol=1e-6)
+
+
+def test_make_sr_pairs_and_train_sr_validation():
+    low, high = T.make_sr_pairs(smooth_images(2, 16))
+    assert low.shape == (2, 8, 8, 3) and high.shape == (2, 16, 16, 3)
+    with pytest.raises(ValueError, match="not divisible by the scale"):
+        T.make_sr_pairs(smooth_images(1, 15))
+    with pytest.raises(ValueError, match="takes 3 channels"):
+        T.train_sr(np.zeros((2, 8, 8, 1), np.float32), epochs=1,
+                   model=T.sr_network(channels=3, filters=4, blocks=0), verbose=False)
+
+
+# --------------------------------------------------------------------------- validation
+
+@pytest.mark.parametrize("name", sorted(T.TRANSFORMS))
+def test_validation_errors(name, sr_model):
+    good = smooth_images(1)
+    nan = good.copy()
+    nan[0, 0, 0, 0] = np.nan
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        run(name, nan, sr_model)
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        run(name, good * 255, sr_model)
+    with pytest.raises(ValueError, match="rank 4"):
+        run(name, good[0], sr_model)
+    with pytest.raises(ValueError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels"):
+        run(name, np.zeros((1, 3, 16, 16), np.float32), sr_model)
+
+
+# --------------------------------------------------------------------------- image quality
+
+@pytest.mark.parametrize("shape", [(3, 32, 32, 3), (3, 8, 8, 1), (2, 5, 6, 3)])
+def test_image_quality_matches_skimage(shape):
+    clean = np.random.default_rng(0).random(shape, dtype=np.float32)
+    x = noisy(clean, 0.05)
+    quality = image_quality(clean, x)
+    assert list(quality.columns) == ["mae", "psnr", "ssim"] and len(quality) == shape[0]
+    win = 7 if min(shape[1:3]) >= 7 else 5
+    assert ssim_win_size(*shape[1:3]) == win
+    for i in range(shape[0]):
+        ref, img = clean[i].astype(np.float64), x[i].astype(np.float64)
+        assert abs(quality.mae[i] - np.mean(np.abs(img - ref))) < 1e-6
+        assert abs(quality.psnr[i] - peak_signal_noise_ratio(ref, img, data_range=1)) < 1e-6
+        ssim = structural_similarity(ref, img, channel_axis=-1, data_range=1, win_size=win)
+        assert abs(quality.ssim[i] - ssim) < 1e-6
+    summary = image_quality_summary(quality)
+    assert summary["identical"] == 0 and summary["images"] == shape[0]
+    assert abs(summary["psnr_mean"] - quality.psnr.mean()) < 1e-9
+
+
+def test_image_quality_identical_images_and_errors():
+    clean = smooth_images(3)
+    x = clean.copy()
+    x[1] = noisy(clean[1:2])[0]
+    quality = image_quality(clean, x)
+    assert quality.psnr[0] == np.inf and quality.mae[0] == 0 and quality.ssim[0] == 1
+    summary = image_quality_summary(quality)
+    assert summary["identical"] == 2 and summary["psnr_mean"] == quality.psnr[1]
+    assert image_quality_summary(image_quality(clean, clean))["psnr_mean"] == np.inf
+    with pytest.raises(ValueError, match="same shape"):
+        image_quality(clean, clean[:2])
+    with pytest.raises(ValueError, match="NaN or Inf"):
+        image_quality(clean, np.full_like(clean, np.nan))
+    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
+        image_quality(clean * 2, clean)
+    with pytest.raises(ValueError, match="rank 4"):
+        image_quality(clean[0], clean[0])
+    with pytest.raises(ValueError, match="at least 3x3"):
+        image_quality(clean[:, :2, :2], clean[:, :2, :2])
