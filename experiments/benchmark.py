@@ -15,6 +15,15 @@ Target (issue 2): at least ART's success rate, at least 50x faster, on CPU.
 MI-FGSM: the ratio is our wrapper's overhead) or the peers it replaces (ART and Foolbox for
 DeepFool), untargeted, on the same model and images; writes ``benchmark_attacks.csv``.
 Measured figures are in notes/RESULTS.md.
+
+``purifier`` (paper 003): training images/s of the pix2pix purifier (U-Net + PatchGAN, Adam,
+batch ``--purifier_batch``) at ``--size`` (default 32; 256 is the paper's), without and with
+the VGG19 perceptual loss, in float32 and mixed_bfloat16, side by side in one run; then the
+projected time of the paper preset (100 epochs x 18,000 images at 256x256 with VGG19),
+from ``--projection_steps`` steps timed at 256 (0 skips it). VGG19 has random weights
+(``allow_random=True``): weights do not change the speed. Writes ``benchmark_purifier.csv``.
+
+    python -m experiments.benchmark purifier [--size=32] [--timed_steps=10] [--projection_steps=3]
 """
 
 from __future__ import annotations
@@ -33,6 +42,12 @@ flags.DEFINE_float("theta", 1.0, "JSMA theta")
 flags.DEFINE_float("gamma", 0.1, "JSMA gamma")
 flags.DEFINE_float("eps", 8 / 255, "attacks: Linf eps of the gradient attacks")
 flags.DEFINE_integer("repeats", 3, "timed runs of each implementation (the median is reported)")
+flags.DEFINE_integer("size", 32, "purifier: image side, a power of two >= 32 (paper: 256)")
+flags.DEFINE_integer("base_filters", 64, "purifier: U-Net / PatchGAN base filters (pix2pix: 64)")
+flags.DEFINE_integer("purifier_batch", 1, "purifier: training batch size (pix2pix: 1)")
+flags.DEFINE_integer("timed_steps", 10, "purifier: training steps per timed run")
+flags.DEFINE_integer("projection_steps", 3, "purifier: steps timed at 256x256 for the paper "
+                     "preset's projected time (0 skips them)")
 FLAGS = flags.FLAGS
 
 
@@ -151,10 +166,90 @@ def attack_rows(model, x, y, eps, repeats):
     return pd.concat(tables, ignore_index=True)[columns]
 
 
+PAPER_EPOCHS, PAPER_IMAGES = 100, 18_000  # paper 003: 18 ImageNet images x 1,000 classes
+
+
+def time_purifier_step(size: int, precision: str, perceptual: bool, *, base_filters: int,
+                       batch_size: int, steps: int, repeats: int, seed: int = 0) -> dict:
+    """Seconds per pix2pix training step (median of ``repeats`` runs of ``steps`` steps, after
+    two untimed steps that trace the graph) for networks built under ``precision``."""
+    import keras
+    import tensorflow as tf
+    from tfadv.defenses import purifier
+    from tfadv.models import perceptual as perceptual_models
+    from tfadv.models import pix2pix
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)  # layers take the policy when built
+    try:
+        keras.utils.set_random_seed(seed)
+        shape = (size, size, 3)
+        generator = pix2pix.unet_generator(shape, base_filters=base_filters)
+        discriminator = pix2pix.patchgan_discriminator(shape, base_filters=base_filters)
+        features = perceptual_models.vgg19_features(None, input_shape=shape,
+                                                    allow_random=True) if perceptual else None
+        optimizers = [purifier.make_optimizer() for _ in range(2)]
+        optimizers[0].build(generator.trainable_variables)
+        optimizers[1].build(discriminator.trainable_variables)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    step = purifier.make_train_step(generator, discriminator, features, *optimizers)
+    rng = np.random.default_rng(seed)
+    x = tf.constant(rng.uniform(0, 1, (batch_size, *shape)).astype(np.float32))
+    y = tf.constant(rng.uniform(0, 1, (batch_size, *shape)).astype(np.float32))
+    lambdas = (tf.constant(100.0), tf.constant(100.0))
+    for _ in range(2):
+        step(x, y, *lambdas).numpy()
+    times = []
+    for _ in range(repeats):
+        tic = time.perf_counter()
+        for _ in range(steps):
+            losses = step(x, y, *lambdas)
+        losses.numpy()
+        times.append((time.perf_counter() - tic) / steps)
+    seconds = float(np.median(times))
+    return {"size": size, "precision": precision,
+            "perceptual": "VGG19 (random weights)" if perceptual else "none",
+            "base_filters": base_filters, "batch_size": batch_size, "steps_timed": steps,
+            "repeats": repeats, "seconds_per_step": seconds,
+            "images_per_s": batch_size / seconds}
+
+
+def purifier_main():
+    """The ``purifier`` subcommand: the side-by-side table, then the paper preset's projection."""
+    from tfadv import report
+    size, batch = FLAGS.size, FLAGS.purifier_batch
+    precisions = ("float32", "mixed_bfloat16")
+    rows = [dict(time_purifier_step(size, precision, perceptual, base_filters=FLAGS.base_filters,
+                                    batch_size=batch, steps=FLAGS.timed_steps,
+                                    repeats=FLAGS.repeats), purpose="comparison")
+            for precision in precisions for perceptual in (False, True)]
+    if size != 256 and FLAGS.projection_steps > 0:  # the paper's networks at the paper's size
+        rows += [dict(time_purifier_step(256, precision, True, base_filters=64, batch_size=batch,
+                                         steps=FLAGS.projection_steps, repeats=1),
+                      purpose="paper projection") for precision in precisions]
+    table = pd.DataFrame(rows)
+    paper = (table["size"] == 256) & (table.base_filters == 64) & (table.perceptual != "none")
+    table["paper_preset_hours"] = np.where(
+        paper, PAPER_EPOCHS * PAPER_IMAGES / table.images_per_s / 3600, np.nan)
+    out = Path(FLAGS.out or common.PROJECT_ROOT / "results" / "benchmark")
+    report.save_table(table, out, "benchmark_purifier")
+    print(f"pix2pix purifier training (U-Net + PatchGAN, Adam, batch {batch}), CPU; "
+          f"seconds: median of {FLAGS.repeats} runs of {FLAGS.timed_steps} steps (projection "
+          f"rows: {FLAGS.projection_steps} steps). VGG19 has random weights "
+          "(allow_random=True): timing only, weights do not change the speed.")
+    print(table.to_string(index=False, float_format=lambda v: f"{v:.4g}"))
+    for _, row in table[paper].iterrows():
+        print(f"paper preset ({PAPER_EPOCHS} epochs x {PAPER_IMAGES:,} images at 256x256, "
+              f"VGG19 perceptual) in {row.precision}: {row.paper_preset_hours:,.0f} hours "
+              f"({row.paper_preset_hours / 24:,.1f} days) at {row.images_per_s:.3g} images/s")
+
+
 def main(argv):
+    if len(argv) == 2 and argv[1] == "purifier":
+        return purifier_main()
     if len(argv) != 2 or argv[1] not in ("jsma", "attacks"):
-        raise app.UsageError("usage: python -m experiments.benchmark jsma|attacks [--n=100] "
-                             "[--data=PATH]")
+        raise app.UsageError("usage: python -m experiments.benchmark jsma|attacks|purifier "
+                             "[--n=100] [--data=PATH] [--size=32]")
     from tfadv import data
     seed = FLAGS.seed or 0
     source = FLAGS.data or "digits"

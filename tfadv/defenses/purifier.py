@@ -1,0 +1,298 @@
+"""The learned purifier of paper 003: a pix2pix generator trained to map adversarial images
+back to their clean originals, with a perceptual term and the paper's multi-step loss weights.
+
+Objective (paper eqs. 1-4, pix2pix + perceptual loss after Zhang & Sakurai 2021):
+
+    G* = arg min_G max_D  L_cGAN(G, D) + lambda_pix * L_L1(G) + lambda_perc * L_perc(G)
+
+* L_cGAN: the conditional GAN loss. D (a PatchGAN) sees (input, target) pairs; as in the TF
+  pix2pix tutorial, G minimises BCE(D(x, G(x)), real) and D minimises
+  BCE(D(x, y), real) + BCE(D(x, G(x)), fake), both on logits. The noise z is G's dropout.
+* L_L1 = mean |y - G(x)| on [0, 1] pixels.
+* L_perc: :func:`tfadv.models.perceptual.perceptual_loss` on a frozen feature network
+  (VGG19 in the paper; ``features=None`` drops the term).
+
+Loss weights (paper 3.2, "multi-step"): lambda_pix = 100 throughout; lambda_perc = 100 for
+the first 40% of the epochs, 50 for the next 30%, 1 for the last 30% (100 epochs: 0-39,
+40-69, 70-99). "single" is the fixed (100, 1) the paper compares against.
+:func:`schedule_table` lists the phases for any number of epochs.
+
+Training follows :func:`tfadv.models.train.fit`: one compiled step, Adam(2e-4, beta_1 0.5) for
+both networks (pix2pix's), a checkpoint holding everything that changes (both networks, both
+optimizers, the step counter, the dropout RNG states and the running epoch sums), batches in
+an order that is a pure function of (seed, epoch): a run killed at any point and started
+again with the same arguments ends with the same weights as one never interrupted.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import keras
+import numpy as np
+import tensorflow as tf
+
+from tfadv.models.perceptual import perceptual_loss
+from tfadv.models.train import _read_log, _write_log
+
+LAMBDA_PIX = 100.0
+# (share of the epochs, lambda_perc) of the multi-step schedule, paper section 3.2.
+MULTI_STEP_PHASES = ((0.4, 100.0), (0.3, 50.0), (0.3, 1.0))
+SINGLE_STEP_LAMBDA_PERC = 1.0
+STEPS = ("multi", "single")
+LOSS_NAMES = ("gen_gan", "gen_l1", "gen_perc", "gen_total", "disc_loss")
+
+
+def _phase_ends(epochs: int) -> tuple[int, int]:
+    """The epochs at which phases 1 and 2 end (exclusive): 40% and 70% of ``epochs``, rounded
+    half up with integers (no float surprises): 100 -> 40, 70; 10 -> 4, 7; 5 -> 2, 4.
+    Phase 1 (perceptual emphasis) always gets at least one epoch: 1 -> 1, 1; 2 -> 1, 1."""
+    end1 = max(1, (4 * epochs + 5) // 10)
+    end2 = max(end1, (7 * epochs + 5) // 10)
+    return end1, end2
+
+
+def _check_schedule(epochs, steps):
+    if steps not in STEPS:
+        raise ValueError(f"steps must be one of {STEPS} (paper 003 section 3.2), got {steps!r}")
+    if not isinstance(epochs, (int, np.integer)) or epochs < 1:
+        raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
+
+
+def loss_weights(epoch: int, epochs: int, steps: str = "multi") -> tuple[float, float]:
+    """``(lambda_pix, lambda_perc)`` for 0-based ``epoch`` of ``epochs`` (paper section 3.2)."""
+    _check_schedule(epochs, steps)
+    if not 0 <= epoch < epochs:
+        raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
+    if steps == "single":
+        return LAMBDA_PIX, SINGLE_STEP_LAMBDA_PERC
+    end1, end2 = _phase_ends(epochs)
+    phase = 0 if epoch < end1 else 1 if epoch < end2 else 2
+    return LAMBDA_PIX, MULTI_STEP_PHASES[phase][1]
+
+
+def schedule_table(epochs: int, steps: str = "multi") -> list[dict]:
+    """The schedule's phases (empty ones left out), 0-based epochs as in the paper:
+    for run.json and the training printout."""
+    _check_schedule(epochs, steps)
+    bounds = [(0, epochs)] if steps == "single" else \
+        list(zip((0, *_phase_ends(epochs)), (*_phase_ends(epochs), epochs)))
+    rows = []
+    for first, end in bounds:
+        if end > first:
+            lambda_pix, lambda_perc = loss_weights(first, epochs, steps)
+            rows.append({"phase": len(rows) + 1, "first_epoch": first, "last_epoch": end - 1,
+                         "epochs": end - first, "lambda_pix": lambda_pix,
+                         "lambda_perc": lambda_perc})
+    return rows
+
+
+def make_optimizer(learning_rate: float = 2e-4, beta_1: float = 0.5):
+    """pix2pix's Adam; float16 gradients underflow without loss scaling (bfloat16's do not)."""
+    optimizer = keras.optimizers.Adam(learning_rate, beta_1=beta_1)
+    if keras.mixed_precision.global_policy().name == "mixed_float16":
+        optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
+    return optimizer
+
+
+def make_train_step(generator: keras.Model, discriminator: keras.Model,
+                    features: keras.Model | None, gen_optimizer, disc_optimizer):
+    """One compiled pix2pix update of both networks on a batch (input, target).
+
+    Returns ``step(inputs, targets, lambda_pix, lambda_perc) -> float32 [5]`` losses in the
+    order of :data:`LOSS_NAMES`. The lambdas are float32 scalar tensors: a schedule change
+    feeds new values without retracing. All losses are float32 whatever the precision policy.
+    """
+    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+
+    @tf.function
+    def step(inputs, targets, lambda_pix, lambda_perc):
+        with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
+            fake = generator(inputs, training=True)
+            real_logits = tf.cast(discriminator([inputs, targets], training=True), tf.float32)
+            fake_logits = tf.cast(discriminator([inputs, fake], training=True), tf.float32)
+            gen_gan = bce(tf.ones_like(fake_logits), fake_logits)
+            gen_l1 = tf.reduce_mean(tf.abs(targets - tf.cast(fake, tf.float32)))
+            gen_perc = (perceptual_loss(features, fake, targets) if features is not None
+                        else tf.constant(0.0))
+            gen_total = gen_gan + lambda_pix * gen_l1 + lambda_perc * gen_perc
+            disc_loss = (bce(tf.ones_like(real_logits), real_logits)
+                         + bce(tf.zeros_like(fake_logits), fake_logits))
+            gen_scaled = gen_optimizer.scale_loss(gen_total)  # the identity unless float16
+            disc_scaled = disc_optimizer.scale_loss(disc_loss)
+        gen_vars, disc_vars = generator.trainable_variables, discriminator.trainable_variables
+        gen_optimizer.apply_gradients(zip(gen_tape.gradient(gen_scaled, gen_vars), gen_vars))
+        disc_optimizer.apply_gradients(zip(disc_tape.gradient(disc_scaled, disc_vars),
+                                           disc_vars))
+        return tf.stack([gen_gan, gen_l1, gen_perc, gen_total, disc_loss])
+
+    return step
+
+
+def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.Model,
+                   discriminator: keras.Model, features: keras.Model | None, epochs: int,
+                   steps: str = "multi", batch_size: int = 1, learning_rate: float = 2e-4,
+                   beta_1: float = 0.5, seed: int = 0,
+                   ckpt_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
+                   log_dir: str | os.PathLike | None = None, verbose: bool = True,
+                   stop_after_steps: int | None = None) -> list[dict]:
+    """Trains ``generator`` to map ``x_adv[i]`` to ``x_clean[i]`` (pix2pix + perceptual loss,
+    loss weights from :func:`loss_weights`); returns one record per epoch.
+
+    Images: float32 NHWC in [0, 1] of the generator's input shape, paired by index. Batch
+    size 1 is pix2pix's (and the TF tutorial's). ``features=None`` trains without the
+    perceptual term. ``ckpt_dir`` makes the run resumable (checkpoint at every epoch's end
+    and every ``checkpoint_every`` steps); ``log_dir`` gets ``train_log.jsonl``.
+    ``stop_after_steps`` ends the call early after that many global steps, as if the process
+    were killed (tests, time limits). Log records count epochs from 1 (completed epochs, as
+    ``fit``); the schedule's epoch index is 0-based as in the paper.
+    """
+    shape = tuple(generator.input_shape[1:])
+    x_adv = _checked_images(x_adv, shape, "x_adv")
+    x_clean = _checked_images(x_clean, shape, "x_clean")
+    if len(x_adv) != len(x_clean):
+        raise ValueError(f"x_adv and x_clean are pairs: got {len(x_adv)} and {len(x_clean)} "
+                         "images")
+    _check_schedule(epochs, steps)
+    n = len(x_adv)
+    steps_per_epoch = n // batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(f"{n} training pairs are fewer than one batch of {batch_size}")
+    gen_optimizer = make_optimizer(learning_rate, beta_1)
+    disc_optimizer = make_optimizer(learning_rate, beta_1)
+    gen_optimizer.build(generator.trainable_variables)
+    disc_optimizer.build(discriminator.trainable_variables)
+    step = tf.Variable(0, dtype=tf.int64, name="step")
+    running = tf.Variable(tf.zeros(len(LOSS_NAMES) + 1, tf.float64), name="running")  # + count
+    manager = None
+    if ckpt_dir is not None:
+        ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator,
+                                   gen_optimizer=gen_optimizer, disc_optimizer=disc_optimizer,
+                                   step=step, running=running,
+                                   rng=_seed_states(generator) + _seed_states(discriminator))
+        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+        if manager.latest_checkpoint:
+            try:
+                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            except Exception as err:  # truncated files, another model's checkpoint, ...
+                raise ValueError(
+                    f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
+                    f"corrupt or belongs to other networks or settings: delete {ckpt_dir} to "
+                    "start this training from scratch.") from err
+    log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
+    # Keep only the log records of epochs the checkpoint completed (see fit).
+    completed = int(step.numpy()) // steps_per_epoch
+    history = [r for r in _read_log(log_path) if r["epoch"] <= completed] if completed else []
+    if log_path:
+        _write_log(log_path, history)
+    update = make_train_step(generator, discriminator, features, gen_optimizer, disc_optimizer)
+
+    @tf.function
+    def train_step(inputs, targets, lambda_pix, lambda_perc):
+        losses = update(inputs, targets, lambda_pix, lambda_perc)
+        running.assign_add(tf.concat([tf.cast(losses, tf.float64), [1.0]], 0))
+        step.assign_add(1)
+
+    if verbose and not int(step.numpy()):
+        print(f"loss weights ({steps}-step): " + "; ".join(
+            f"epochs {p['first_epoch']}-{p['last_epoch']}: lambda_pix={p['lambda_pix']:g}, "
+            f"lambda_perc={p['lambda_perc']:g}" for p in schedule_table(epochs, steps)))
+    for epoch in range(int(step.numpy()) // steps_per_epoch, epochs):
+        lambda_pix, lambda_perc = loss_weights(epoch, epochs, steps)
+        lambdas = (tf.constant(lambda_pix, tf.float32), tf.constant(lambda_perc, tf.float32))
+        order = np.random.default_rng([seed, epoch]).permutation(n)
+        first = int(step.numpy()) - epoch * steps_per_epoch
+        bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if verbose else 0,
+                                  stateful_metrics=list(LOSS_NAMES))
+        if verbose:
+            print(f"epoch {epoch + 1}/{epochs} (lambda_pix={lambda_pix:g}, "
+                  f"lambda_perc={lambda_perc:g})"
+                  + (f", resuming at batch {first}" if first else ""))
+        tic = time.time()
+        for b in range(first, steps_per_epoch):
+            # Sorted: the batch's pairs in file order (faster from a memory-mapped array).
+            idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
+            train_step(tf.constant(x_adv[idx]), tf.constant(x_clean[idx]), *lambdas)
+            done = int(step.numpy())
+            last = b + 1 == steps_per_epoch  # checkpointed below, after the epoch's record
+            if manager and not last and done % checkpoint_every == 0:
+                manager.save(checkpoint_number=done)
+            bar.update(b + 1, list(zip(LOSS_NAMES, _means(running))))
+            if stop_after_steps is not None and done >= stop_after_steps and not last:
+                if manager:
+                    manager.save(checkpoint_number=done)
+                return history
+        record = {"epoch": epoch + 1, "step": int(step.numpy()), "lambda_pix": lambda_pix,
+                  "lambda_perc": lambda_perc, **dict(zip(LOSS_NAMES, _means(running))),
+                  "seconds": round(time.time() - tic, 2)}
+        running.assign(tf.zeros_like(running))
+        history.append(record)
+        if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
+            with open(log_path, "a") as f:
+                f.write(json.dumps(record) + "\n")
+        if manager:
+            manager.save(checkpoint_number=int(step.numpy()))
+        if verbose:
+            print("  " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
+                                   for k, v in record.items()))
+        if stop_after_steps is not None and int(step.numpy()) >= stop_after_steps:
+            return history
+    return history
+
+
+def purify(generator: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+    """``generator`` applied to ``x`` in batches: float32 images in [0, 1] of x's shape.
+
+    Inference mode: BatchNorm uses its moving statistics and dropout is off, so the same
+    image always gives the same output (pix2pix's test-time dropout noise is left out).
+    """
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    x = _checked_images(x, tuple(generator.input_shape[1:]), "purify input")
+    out = np.empty(x.shape, np.float32)
+    for start in range(0, len(x), batch_size):
+        batch = tf.constant(x[start:start + batch_size])
+        out[start:start + batch_size] = generator(batch, training=False).numpy()
+    return np.clip(out, 0.0, 1.0)
+
+
+def _checked_images(x, shape, what: str, chunk: int = 1024) -> np.ndarray:
+    """x as a float32 array after checking NHWC shape, finiteness and the [0, 1] range
+    (in chunks: a paper-sized set is ~14 GB and must not be copied to be checked)."""
+    x = np.asarray(x)
+    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
+        raise ValueError(f"{what}: expected NHWC images of shape (N, {', '.join(map(str, shape))})"
+                         f" for this generator, got {x.shape}. Resize them to "
+                         f"{shape[0]}x{shape[1]} (or build the networks for their size) and "
+                         "add a batch axis to single images.")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise ValueError(f"{what}: expected float pixels in [0, 1], got dtype {x.dtype}; "
+                         "convert uint8 images with x.astype('float32') / 255.")
+    x = np.asarray(x, np.float32)
+    for start in range(0, len(x), chunk):
+        part = x[start:start + chunk]
+        if not np.isfinite(part).all():
+            raise ValueError(f"{what}: images contain NaN or inf; fix the attack or data "
+                             "that produced them.")
+        if part.size and (part.min() < 0.0 or part.max() > 1.0):
+            raise ValueError(f"{what}: pixels must lie in [0, 1], got values in "
+                             f"[{part.min():.3g}, {part.max():.3g}]; clip them or divide "
+                             "0-255 images by 255.")
+    return x
+
+
+def _seed_states(model: keras.Model) -> list:
+    """The state variables of the model's Keras SeedGenerators (its dropout RNGs).
+
+    tf.train.Checkpoint does not save them with the model, yet they decide every dropout
+    mask: a resumed run needs them to continue the same random sequence.
+    """
+    return [v.value for v in model.variables if v.name == "seed_generator_state"]
+
+
+def _means(running: tf.Variable) -> list[float]:
+    sums = running.numpy()
+    return [float(s / sums[-1]) if sums[-1] else 0.0 for s in sums[:-1]]
