@@ -27,10 +27,21 @@ DEFAULT_PARAMS = {
     "rfgsm": dict(eps=0.1),
     "jsma": dict(theta=1.0, gamma=0.2),
     "deepfool": dict(),
+    "cw_l2": dict(binary_search_steps=3, max_iterations=50, initial_const=1.0),
+    "cw_linf": dict(max_iterations=40, max_rounds=12),
+    "cw_l0": dict(binary_search_steps=3, max_iterations=40, initial_const=0.1, max_rounds=5),
+    "lbfgs": dict(max_iter=20, binary_search_steps=2),
+    "uap": dict(eps=0.3, max_iter=2),
+    "autoattack": dict(eps=0.1, apgd_max_iter=5, nb_random_init=1, deepfool_max_iter=5,
+                       square_max_iter=20, square_restarts=1),
 }
 
 # Attacks that have no targeted form: given a target they raise ValueError.
-UNTARGETED_ONLY = {"deepfool"}
+UNTARGETED_ONLY = {"deepfool", "uap", "autoattack"}
+
+# Attacks fitted on the whole batch they are given (one universal perturbation): an image's
+# result depends on the other images of the call, though not on the internal batch size.
+BATCH_FITTED = {"uap"}
 
 
 @pytest.fixture(scope="module")
@@ -100,7 +111,8 @@ def test_contract_batch_of_one_and_uneven_batches(name, model, batch):
     np.testing.assert_array_equal(uneven, whole)
     single = attacks.make(name, **DEFAULT_PARAMS[name])(model, x[:1], y[:1])
     assert single.shape == (1,) + DIGITS_SHAPE
-    np.testing.assert_array_equal(single, whole[:1])
+    if name not in BATCH_FITTED:
+        np.testing.assert_array_equal(single, whole[:1])
 
 
 @pytest.mark.parametrize("name", sorted(attacks.ATTACKS))

@@ -15,6 +15,10 @@ Attacks today (Linf ones take ``eps`` in [0, 1] pixel units):
 - ``jsma``: Papernot et al., Jacobian saliency map, L0 (native, batched).
 - ``deepfool``: Moosavi-Dezfooli et al., minimal L2 (or Linf) perturbation, untargeted only
   (native, batched).
+- ``cw_l2``, ``cw_linf``, ``cw_l0``: Carlini & Wagner L2, Linf (tau), L0 (native, batched).
+- ``lbfgs``: Szegedy et al., box-constrained L-BFGS with a line search on c (scipy).
+- ``uap``: Moosavi-Dezfooli et al., universal perturbation fitted on the batch (native).
+- ``autoattack``: ART's AutoAttack, untargeted Linf (its default set; see autoattack.py).
 """
 
 from __future__ import annotations
@@ -23,13 +27,17 @@ import functools
 import inspect
 
 from tfadv.attacks import validation
+from tfadv.attacks.autoattack import autoattack
 from tfadv.attacks.bim import bim
+from tfadv.attacks.cw import cw_l0, cw_l2, cw_linf
 from tfadv.attacks.deepfool import deepfool
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.jsma import jsma
+from tfadv.attacks.lbfgs import lbfgs
 from tfadv.attacks.mifgsm import mifgsm
 from tfadv.attacks.pgd import pgd
 from tfadv.attacks.rfgsm import rfgsm
+from tfadv.attacks.uap import uap
 
 ATTACKS = {
     "fgsm": fgsm,
@@ -39,6 +47,12 @@ ATTACKS = {
     "rfgsm": rfgsm,
     "jsma": jsma,
     "deepfool": deepfool,
+    "cw_l2": cw_l2,
+    "cw_linf": cw_linf,
+    "cw_l0": cw_l0,
+    "lbfgs": lbfgs,
+    "uap": uap,
+    "autoattack": autoattack,
 }
 
 # Parameters given in pixel units that must be >= 0.
