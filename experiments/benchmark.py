@@ -41,6 +41,7 @@ flags.DEFINE_integer("n", 100, "images to attack")
 flags.DEFINE_float("theta", 1.0, "JSMA theta")
 flags.DEFINE_float("gamma", 0.1, "JSMA gamma")
 flags.DEFINE_float("eps", 8 / 255, "attacks: Linf eps of the gradient attacks")
+flags.DEFINE_list("only", None, "attacks: run only these attacks (default: all)")
 flags.DEFINE_integer("repeats", 3, "timed runs of each implementation (the median is reported)")
 flags.DEFINE_integer("size", 32, "purifier: image side, a power of two >= 32 (paper: 256)")
 flags.DEFINE_integer("base_filters", 64, "purifier: U-Net / PatchGAN base filters (pix2pix: 64)")
@@ -97,16 +98,19 @@ def jsma_rows(model, x, y, targets, theta, gamma, repeats):
                   "seconds_min", "seconds_max", "images_per_s", "speedup_vs_art"]]
 
 
-def time_runs(runs: dict, model, x, y, target, repeats: int) -> pd.DataFrame:
+def time_runs(runs: dict, model, x, y, target, repeats: int,
+              once: tuple = ()) -> pd.DataFrame:
     """Times each ``runs[name]()`` ``repeats`` times (median, min, max) after one untimed
     warm-up run (graph tracing for this batch shape), and measures its result with
-    ``tfadv.evaluation.attack_metrics``."""
+    ``tfadv.evaluation.attack_metrics``. Runs named in ``once`` (peers that take minutes)
+    are timed once, without a warm-up: their time includes their own tracing."""
     from tfadv.evaluation import attack_metrics
     rows = []
     for name, run in runs.items():
-        run()
+        if name not in once:
+            run()
         times = []
-        for _ in range(repeats):
+        for _ in range(1 if name in once else repeats):
             tic = time.perf_counter()
             x_adv = np.asarray(run(), np.float32)
             times.append(time.perf_counter() - tic)
@@ -117,21 +121,58 @@ def time_runs(runs: dict, model, x, y, target, repeats: int) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def art_autoattack(art, x, y, params):
+    """ART's AutoAttack with the sub-attacks tfadv.attacks.autoattack builds, called directly."""
+    from tfadv.attacks.art_bridge import one_hot
+    from art.attacks.evasion import (AutoAttack, AutoProjectedGradientDescent, DeepFool,
+                                     SquareAttack)
+    eps = params["eps"]
+    apgd = dict(estimator=art, norm=np.inf, eps=eps, eps_step=eps / 4,
+                max_iter=params["apgd_max_iter"], targeted=False,
+                nb_random_init=params["nb_random_init"], batch_size=32, verbose=False)
+    subs = [AutoProjectedGradientDescent(loss_type="cross_entropy", **apgd),
+            AutoProjectedGradientDescent(loss_type="difference_logits_ratio", **apgd),
+            DeepFool(art, max_iter=params["deepfool_max_iter"], epsilon=1e-3, nb_grads=10,
+                     batch_size=32, verbose=False),
+            SquareAttack(estimator=art, norm=np.inf, max_iter=params["square_max_iter"],
+                         eps=eps, p_init=0.8, nb_restarts=params["square_restarts"],
+                         batch_size=32, verbose=False)]
+    np.random.seed(0)
+    return AutoAttack(art, norm=np.inf, eps=eps, eps_step=eps / 4, attacks=subs,
+                      batch_size=32).generate(x, one_hot(y, art.nb_classes))
+
+
 def attack_rows(model, x, y, eps, repeats):
     """Each attack of ours beside the library it wraps or the peer it replaces, untargeted."""
     import foolbox
     import tensorflow as tf
-    from art.attacks.evasion import DeepFool
+    from art.attacks.evasion import (CarliniL0Method, CarliniL2Method, CarliniLInfMethod,
+                                     DeepFool, UniversalPerturbation)
     from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
     from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
     from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
     from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
     from tfadv import attacks
+    from tfadv.attacks import art_bridge
     xt, yt = tf.constant(x), tf.constant(y)
     step = eps / 4
     ours = {"fgsm": dict(eps=eps), "bim": dict(eps=eps, eps_iter=step, nb_iter=10),
             "pgd": dict(eps=eps, eps_iter=step, nb_iter=10),
-            "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=10), "deepfool": dict()}
+            "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=10), "deepfool": dict(),
+            # C&W L2: ours and Foolbox's (both Carlini's Adam) with 9 binary-search steps of
+            # 200 Adam steps; ART's runs its defaults (10 x 10 steps of its own line search,
+            # which needs fewer steps than Adam to succeed). Compare success and L2 too.
+            "cw_l2": dict(binary_search_steps=9, max_iterations=200),
+            "cw_linf": dict(max_iterations=10),
+            "cw_l0": dict(),
+            "uap": dict(eps=0.2, max_iter=5),
+            "autoattack": dict(eps=eps, apgd_max_iter=20, nb_random_init=1,
+                               deepfool_max_iter=20, square_max_iter=200, square_restarts=1),
+            "lbfgs": dict()}
+    art = art_bridge.art_classifier(model)  # the float32-logits wrapper our ART attacks use
+
+    def one_hot(labels):
+        return art_bridge.one_hot(labels, art.nb_classes)
     peers = {
         "fgsm": {"cleverhans": lambda: fast_gradient_method(
             model, xt, eps, np.inf, clip_min=0.0, clip_max=1.0, y=yt)},
@@ -146,19 +187,41 @@ def attack_rows(model, x, y, eps, repeats):
             sanity_checks=False)},
         "deepfool": {
             "ART DeepFool": lambda: DeepFool(
-                art_classifier(model, x.shape[1:], int(model.output_shape[-1])), max_iter=50,
+                art, max_iter=50,
                 epsilon=0.02, nb_grads=10, batch_size=len(x), verbose=False).generate(x),
             "Foolbox L2DeepFoolAttack": lambda: foolbox.attacks.L2DeepFoolAttack(
                 steps=50, candidates=10, overshoot=0.02, loss="logits")(
                     foolbox.TensorFlowModel(model, bounds=(0, 1)), xt, yt, epsilons=None)[1]},
+        "cw_l2": {
+            "ART CarliniL2Method": lambda: CarliniL2Method(
+                art, batch_size=len(x), verbose=False).generate(x, one_hot(y)),
+            "Foolbox L2CarliniWagnerAttack": lambda: foolbox.attacks.L2CarliniWagnerAttack(
+                binary_search_steps=9, steps=200)(
+                    foolbox.TensorFlowModel(model, bounds=(0, 1)), xt, yt, epsilons=None)[1]},
+        "cw_linf": {"ART CarliniLInfMethod": lambda: CarliniLInfMethod(
+            art, max_iter=10, batch_size=len(x), verbose=False).generate(x, one_hot(y))},
+        "cw_l0": {"ART CarliniL0Method": lambda: CarliniL0Method(
+            art, batch_size=len(x), verbose=False).generate(x, one_hot(y))},
+        "uap": {"ART UniversalPerturbation (DeepFool)": lambda: UniversalPerturbation(
+            art, attacker="deepfool", delta=0.2, max_iter=5, eps=0.2, norm=np.inf,
+            verbose=False).generate(x)},
+        # Our autoattack IS ART's: the ratio is the wrapper's overhead.
+        "autoattack": {"ART AutoAttack (same sub-attacks)": lambda: art_autoattack(
+            art, x, y, ours["autoattack"])},
+        "lbfgs": {},  # no peer: Foolbox 3 dropped its L-BFGS attack, ART has none
     }
+    only = [a for a in (FLAGS.only or list(ours)) if a in ours]
+    slow_peers = ("ART CarliniL2Method", "ART CarliniLInfMethod", "ART CarliniL0Method",
+                  "ART UniversalPerturbation (DeepFool)", "ART DeepFool")
     tables = []
-    for name, params in ours.items():
-        attack = attacks.make(name, **params)
+    for name in only:
+        attack = attacks.make(name, **ours[name])
         runs = {f"tfadv {name}": lambda attack=attack: attack(model, x, y), **peers[name]}
-        table = time_runs(runs, model, x, y, None, repeats)
+        print(f"  {name}: {', '.join(runs)}", flush=True)
+        table = time_runs(runs, model, x, y, None, repeats, once=slow_peers)
         table.insert(0, "attack", name)
-        table["speedup_vs_peer"] = table.seconds.iloc[1] / table.seconds
+        table["speedup_vs_peer"] = (table.seconds.iloc[1] / table.seconds if len(table) > 1
+                                    else np.nan)
         tables.append(table)
     columns = ["attack", "implementation", "images", "success_rate", "l2_mean_successful",
                "linf_mean_successful", "seconds", "seconds_min", "seconds_max",
