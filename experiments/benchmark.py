@@ -1,7 +1,7 @@
 """Speed benchmarks that print figures (never timed tests: these machines are noisy).
 
     python -m experiments.benchmark jsma [--n=100] [--data=PATH]
-    python -m experiments.benchmark attacks [--n=100] [--data=PATH]
+    python -m experiments.benchmark attacks [--n=100] [--data=PATH] [--only=cw_l2,uap]
 
 ``jsma``: the native batched JSMA against ART's ``SaliencyMapMethod`` on the same model,
 images and targets (targeted, since ART's is targeted only; theta 1, gamma 0.1). Prints
@@ -12,8 +12,10 @@ scikit-learn's digits by default, in the precision ``--precision`` names (defaul
 Target (issue 2): at least ART's success rate, at least 50x faster, on CPU.
 
 ``attacks``: each attack of ours beside the library it wraps (cleverhans for FGSM, BIM, PGD,
-MI-FGSM: the ratio is our wrapper's overhead) or the peers it replaces (ART and Foolbox for
-DeepFool), untargeted, on the same model and images; writes ``benchmark_attacks.csv``.
+MI-FGSM, ART for AutoAttack: the ratio is our wrapper's overhead) or the peers it replaces
+(ART and Foolbox for DeepFool and C&W L2, ART for C&W Linf/L0 and UAP; L-BFGS has no peer),
+untargeted, on the same model and images; ``--only=cw_l2,uap`` picks attacks; writes
+``benchmark_attacks.csv``. ART peers that take minutes are timed once, without a warm-up.
 Measured figures are in notes/RESULTS.md.
 
 ``purifier`` (paper 003): training images/s of the pix2pix purifier (U-Net + PatchGAN, Adam,
