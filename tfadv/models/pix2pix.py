@@ -29,7 +29,12 @@ import keras
 from keras import layers
 
 # pix2pix initialises every conv from N(0, 0.02).
-_INIT = keras.initializers.RandomNormal(0.0, 0.02)
+def _init():
+    """pix2pix's N(0, 0.02) kernels. A new initializer per layer, made when the layer is built:
+    Keras 3 draws an unseeded initializer's seed from Python's random state when it is created
+    and one shared instance gives same-shaped layers identical kernels, so a module-level
+    instance made every process start differently and duplicated kernels."""
+    return keras.initializers.RandomNormal(0.0, 0.02)
 
 
 def _check_size(input_shape, what: str) -> tuple[int, int, int]:
@@ -46,7 +51,7 @@ def _check_size(input_shape, what: str) -> tuple[int, int, int]:
 
 
 def _down(x, filters, batchnorm, name):
-    x = layers.Conv2D(filters, 4, 2, "same", kernel_initializer=_INIT, use_bias=False,
+    x = layers.Conv2D(filters, 4, 2, "same", kernel_initializer=_init(), use_bias=False,
                       name=f"{name}_conv")(x)
     if batchnorm:
         x = layers.BatchNormalization(name=f"{name}_bn")(x)
@@ -54,7 +59,7 @@ def _down(x, filters, batchnorm, name):
 
 
 def _up(x, filters, dropout, name):
-    x = layers.Conv2DTranspose(filters, 4, 2, "same", kernel_initializer=_INIT,
+    x = layers.Conv2DTranspose(filters, 4, 2, "same", kernel_initializer=_init(),
                                use_bias=False, name=f"{name}_deconv")(x)
     x = layers.BatchNormalization(name=f"{name}_bn")(x)
     if dropout:
@@ -93,7 +98,7 @@ def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filter
         level = depth - 2 - i                          # the down block this one mirrors
         x = _up(x, filters(level), dropout=i < 3, name=f"up{i + 1}")
         x = layers.Concatenate(name=f"up{i + 1}_skip")([x, skip])             # 2x the filters
-    x = layers.Conv2DTranspose(channels, 4, 2, "same", kernel_initializer=_INIT,
+    x = layers.Conv2DTranspose(channels, 4, 2, "same", kernel_initializer=_init(),
                                name="last_deconv")(x)                          # (256, 256, 3)
     x = layers.Activation("tanh", dtype="float32", name="tanh")(x)            # [-1, 1]
     outputs = layers.Rescaling(0.5, offset=0.5, dtype="float32", name="to_pixels")(x)  # [0, 1]
@@ -125,12 +130,12 @@ def patchgan_discriminator(input_shape=(256, 256, 3), base_filters: int = 64,
     for level in range(downsamplings):                     # at 256: (128, 64), (64, 128), (32, 256)
         x = _down(x, base_filters * 2 ** level, batchnorm=level > 0, name=f"down{level + 1}")
     x = layers.ZeroPadding2D(name="pad1")(x)                                  # (34, 34, 256)
-    x = layers.Conv2D(base_filters * 2 ** downsamplings, 4, 1, kernel_initializer=_INIT,
+    x = layers.Conv2D(base_filters * 2 ** downsamplings, 4, 1, kernel_initializer=_init(),
                       use_bias=False, name="conv")(x)                         # (31, 31, 512)
     x = layers.BatchNormalization(name="conv_bn")(x)
     x = layers.LeakyReLU(0.2, name="conv_lrelu")(x)
     x = layers.ZeroPadding2D(name="pad2")(x)                                  # (33, 33, 512)
-    x = layers.Conv2D(1, 4, 1, kernel_initializer=_INIT, name="patch_conv")(x)  # (30, 30, 1)
+    x = layers.Conv2D(1, 4, 1, kernel_initializer=_init(), name="patch_conv")(x)  # (30, 30, 1)
     logits = layers.Activation("linear", dtype="float32", name="logits")(x)
     return keras.Model([image, target], logits, name=name)
 
