@@ -1,0 +1,309 @@
+"""Paper 003's versatile defense (experiments/versatile_defense.py).
+
+The smoke preset end to end (every output, the PNG round-trip rows, run.json), a second run
+that reuses every cache, the preset pick on a CPU, ``--steps``, the paper preset's fail-fast,
+and the pieces: ImageNet sampling, Tables 1-2 arithmetic, the PNG round trip, BPDA + EOT PGD.
+About a minute on 2 CPU cores, most of it the two smoke runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from experiments import versatile_defense as vd
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
+                                        "quality", "robustness", "table_adaptive")
+           for ext in ("csv", "md")] + ["visual.png", "robustness.png", "quality.png",
+                                        "run.json"]
+ROW_LABELS = [vd.LABELS[r] for r in vd.ROWS] + ["Average"]
+
+
+def run_module(*args, timeout=600, env_extra=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    env["CUDA_VISIBLE_DEVICES"] = ""  # the tests are about the CPU behaviour
+    env.update(env_extra or {})
+    return subprocess.run([sys.executable, "-m", "experiments.versatile_defense", *args],
+                          cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout)
+
+
+def _ok(proc):
+    assert proc.returncode == 0, f"failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    return proc
+
+
+@pytest.fixture(scope="module")
+def smoke(tmp_path_factory):
+    """Two smoke runs with the PNG round trip sharing one fresh cache: the second resumes."""
+    root = tmp_path_factory.mktemp("versatile")
+    common = ["--preset=smoke", "--png_roundtrip", f"--cache_dir={root / 'cache'}"]
+    first = _ok(run_module(*common, f"--out={root / 'first'}"))
+    _ok(run_module(*common, f"--out={root / 'second'}"))
+    return {"first": root / "first", "second": root / "second", "cache": root / "cache",
+            "stdout": first.stdout}
+
+
+# --------------------------------------------------------------------------- end to end
+
+def test_smoke_writes_every_output(smoke):
+    for name in OUTPUTS:
+        path = smoke["first"] / name
+        assert path.is_file() and path.stat().st_size > 0, name
+
+
+def test_tables_have_the_papers_rows_and_columns(smoke):
+    for stem, columns, paper in (("table1_generalizability", vd.TABLE1_COLUMNS, vd.PAPER_TABLE1),
+                                 ("table2_comparison", vd.TABLE2_COLUMNS, vd.PAPER_TABLE2)):
+        table = pd.read_csv(smoke["first"] / f"{stem}.csv")
+        tensor = table[table.evaluation == "tensor"]
+        assert list(dict.fromkeys(tensor.attack)) == ROW_LABELS
+        assert list(dict.fromkeys(tensor.defense)) == [label for _, label in columns]
+        assert len(tensor) == len(ROW_LABELS) * len(columns)
+        assert not tensor.attack_saw_defense.any()
+        values = tensor.accuracy.dropna()
+        assert ((values >= 0) & (values <= 100)).all()
+        # Only No defense has no average (the paper's "-").
+        missing = tensor[tensor.accuracy.isna()]
+        assert list(missing.attack) == ["Average"] and list(missing.defense_key) == ["none"]
+        # The paper's number beside each cell.
+        for row, key in (("fgsm", columns[1][0]), ("deepfool", columns[-1][0])):
+            cell = tensor[(tensor.attack == vd.LABELS[row]) & (tensor.defense_key == key)]
+            i = [k for k, _ in columns].index(key)
+            assert cell.paper.iloc[0] == pytest.approx(paper[row][i])
+        # Clean, no defense: the test images are ones the classifier gets right.
+        clean = tensor[(tensor.attack == "Clean") & (tensor.defense_key == "none")]
+        assert clean.accuracy.iloc[0] == pytest.approx(100.0)
+    md = (smoke["first"] / "table2_comparison.md").read_text()
+    assert "NOT the paper's ImageNet / Inception-v3" in md and "SUBSTITUTE" in md
+
+
+def test_png_roundtrip_flag_adds_its_rows(smoke):
+    for stem in ("table1_generalizability", "table2_comparison"):
+        table = pd.read_csv(smoke["first"] / f"{stem}.csv")
+        assert set(table.evaluation) == {"tensor", "png"}
+        assert (table.evaluation == "png").sum() == (table.evaluation == "tensor").sum()
+        assert "**png**" in (smoke["first"] / f"{stem}.md").read_text()
+
+
+def test_quality_robustness_and_adaptive_tables(smoke):
+    quality = pd.read_csv(smoke["first"] / "quality.csv")
+    assert set(quality.attack) == set(ROW_LABELS[:-1])
+    assert {"No defense", "Versatile purifier", "Atk-specific purifier"} <= set(quality.defense)
+    assert quality.mae_mean.between(0, 1).all() and (quality.ssim_mean <= 1 + 1e-9).all()
+    robustness = pd.read_csv(smoke["first"] / "robustness.csv")
+    config = vd.PRESETS["smoke"]
+    assert set(robustness.attack) == {"PGD", "MI-FGSM"}
+    assert sorted(robustness.nb_iter.unique()) == config["robust_iterations"]
+    assert robustness.eps.nunique() == len(config["robust_eps"])
+    assert robustness.accuracy.between(0, 100).all() and not robustness.attack_saw_defense.any()
+    adaptive = pd.read_csv(smoke["first"] / "table_adaptive.csv")
+    assert set(adaptive.defense_key) == set(vd.ADAPTIVE_DEFENSES)
+    saw = adaptive.groupby("defense_key").attack_saw_defense.apply(set).to_dict()
+    assert saw.pop("none") == {False}  # no defense: the gray-box attack is the adaptive one
+    assert all(v == {False, True} for v in saw.values())
+    methods = dict(zip(adaptive[adaptive.attack_saw_defense].defense_key,
+                       adaptive[adaptive.attack_saw_defense].method))
+    assert "EOT" in methods["random_resize"] and "BPDA" in methods["sr_wd"]
+    assert "full gradients" in methods["versatile"]
+
+
+def test_run_json_has_schedule_perceptual_and_provenance(smoke):
+    info = json.loads((smoke["first"] / "run.json").read_text())
+    assert info["steps"] == "multi" and info["config"]["steps"] == "multi"
+    assert [p["lambda_perc"] for p in info["schedule"]] == [100.0, 50.0, 1.0]
+    assert sum(p["epochs"] for p in info["schedule"]) == vd.PRESETS["smoke"]["epochs"]
+    perceptual = info["perceptual"]
+    assert perceptual["substitute"] is True and "SUBSTITUTE" in perceptual["note"]
+    assert perceptual["layers"] and perceptual["network"].startswith("classifier")
+    for key in ("versions", "git_commit", "device", "timings_s", "seeds", "attacks"):
+        assert key in info, key
+    assert info["config"]["precision"] in ("float32", "mixed_bfloat16")
+    assert info["attacks"]["pgd"]["nb_iter"] == vd.PRESETS["smoke"]["nb_iter"]
+    assert info["png_roundtrip"] is True
+    assert "SUBSTITUTE" in smoke["stdout"]  # said loudly while running too
+
+
+def test_second_run_reuses_every_cache(smoke):
+    first = json.loads((smoke["first"] / "run.json").read_text())["cache"]
+    second = json.loads((smoke["second"] / "run.json").read_text())["cache"]
+    assert first["adversarial_shards_generated"] > 0 and first["adversarial_shards_reused"] == 0
+    assert len(first["purifiers_trained"]) == 7 and first["sr_network"] == "trained"
+    assert second["adversarial_shards_generated"] == 0
+    assert second["adversarial_shards_reused"] == first["adversarial_shards_generated"]
+    assert second["purifiers_trained"] == [] and len(second["purifiers_cached"]) == 7
+    assert second["sr_network"] == "cached"
+    # Finished purifiers leave no training checkpoints behind; the .keras is the cache.
+    models = smoke["cache"] / "models"
+    assert len(list(models.glob("purifier_*.keras"))) == 7
+    assert not list(models.glob("purifier_*.ckpt"))
+    # Same caches, same numbers.
+    t1 = pd.read_csv(smoke["first"] / "table2_comparison.csv")
+    t2 = pd.read_csv(smoke["second"] / "table2_comparison.csv")
+    pd.testing.assert_frame_equal(t1, t2)
+
+
+# --------------------------------------------------------------------------- presets, flags
+
+def test_no_preset_on_a_cpu_picks_quick_and_says_why():
+    proc = _ok(run_module("--plan"))
+    first = [line for line in proc.stdout.splitlines() if line.strip()][0]
+    assert "picked 'quick'" in first and "no GPU or TPU is visible" in first
+    assert '"preset": "quick"' in proc.stdout
+
+
+def test_steps_single_changes_the_logged_schedule():
+    multi = _ok(run_module("--preset=smoke", "--plan")).stdout
+    single = _ok(run_module("--preset=smoke", "--plan", "--steps=single")).stdout
+    assert "multi-step" in multi and "lambda_perc=50" in multi
+    assert "single-step" in single and "lambda_perc=50" not in single
+    assert "epochs 0-2: lambda_pix=100, lambda_perc=1" in single
+
+
+def test_paper_preset_without_data_or_weights_fails_at_once(tmp_path):
+    out = tmp_path / "out"
+    proc = run_module("--preset=paper", f"--out={out}",
+                      f"--inception_weights={tmp_path / 'no_inception.h5'}",
+                      f"--vgg19_weights={tmp_path / 'no_vgg19.h5'}", timeout=120)
+    assert proc.returncode != 0
+    message = proc.stderr + proc.stdout
+    assert "cannot start" in message
+    assert "--data" in message and "--data_dir" in message and "ImageNet" in message
+    assert "--inception_weights" in message and "--vgg19_weights" in message
+    assert not out.exists()  # nothing was done
+
+
+def test_missing_imagenet_weights_say_what_to_supply(monkeypatch, tmp_path):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: offline")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    problem = vd._weights_problem("VGG19", "imagenet")
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in problem
+    assert "--vgg19_weights=PATH" in problem
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
+    assert vd._weights_problem("VGG19", "imagenet") is None  # found in the Keras cache
+
+
+def test_presets_switch_to_rgb_with_data():
+    assert vd.presets_for(None)["quick"]["image_size"] == 8
+    rgb = vd.presets_for("../shared/data/cifar10-jpeg.tar.gz")
+    assert rgb["quick"]["image_size"] == 32 and rgb["quick"]["eps"] == pytest.approx(16 / 255)
+    assert rgb["cifar"] is vd.PRESETS["cifar"]
+    # The cifar preset uses paper 001's cached classifier, and the paper's attack settings.
+    assert vd.PRESETS["cifar"]["classifier"] == "aft:cifar"
+    for preset in ("cifar", "paper"):
+        assert vd.PRESETS[preset]["eps"] == pytest.approx(16 / 255)
+        assert vd.PRESETS[preset]["nb_iter"] == 40 and vd.PRESETS[preset]["eps_iter"] == 0.01
+    paper = vd.PRESETS["paper"]
+    assert (paper["train_per_class"], paper["test_per_class"], paper["image_size"],
+            paper["epochs"], paper["batch_size"]) == (18, 5, 256, 100, 1)
+
+
+# --------------------------------------------------------------------------- pieces
+
+def _fake_imagenet(root: Path, sizes=((40, 30), (25, 50), (33, 33))):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 4), ("val", 3)):
+        for c, wnid in enumerate(("n003", "n001", "n002")):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                w, h = sizes[(c + i) % len(sizes)]
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", quality=95)
+    return root
+
+
+def test_imagenet_subset_from_a_folder_and_a_tarball(tmp_path):
+    root = _fake_imagenet(tmp_path / "imagenet")
+    train = vd.imagenet_subset(root, "train", 2, seed=1, size=16)
+    assert train.images.shape == (6, 16, 16, 3) and train.images.dtype == np.float32
+    assert train.class_names == ("n001", "n002", "n003")  # sorted wnids = Keras' class ids
+    assert list(train.labels) == [0, 0, 1, 1, 2, 2]
+    assert 0 <= train.images.min() and train.images.max() <= 1
+    val = vd.imagenet_subset(root, "test", 5, seed=1, size=16)  # fewer than asked: all 3
+    assert np.bincount(val.labels).tolist() == [3, 3, 3]
+    archive = tmp_path / "imagenet.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="imagenet")
+    from_tar = vd.imagenet_subset(archive, "train", 2, seed=1, size=16)
+    np.testing.assert_array_equal(from_tar.images, train.images)
+    np.testing.assert_array_equal(from_tar.labels, train.labels)
+    with pytest.raises(ValueError, match="no images under"):
+        vd.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
+
+
+def test_tables_average_and_matching_specific_column():
+    rng = np.random.default_rng(0)
+    keys = ["none", "versatile", "random_resize", "pd_wd", "sr_wd"] + [
+        f"specific_{a}" for a in vd.TRAIN_ATTACKS]
+    acc = {("tensor", row, key): float(rng.uniform(0, 100)) for row in vd.ROWS for key in keys}
+    table1, table2 = vd.build_tables(acc, 10, ("tensor",))
+
+    def cell(table, row, key):
+        hit = table[(table.attack == vd.LABELS[row]) & (table.defense_key == key)]
+        assert len(hit) == 1
+        return hit.accuracy.iloc[0]
+
+    assert cell(table1, "average", "specific_bim") == pytest.approx(
+        np.mean([acc[("tensor", r, "specific_bim")] for r in vd.ROWS]))
+    assert cell(table2, "pgd", "specific") == acc[("tensor", "pgd", "specific_pgd")]
+    for row in ("clean", "deepfool"):  # no matching purifier: the mean of the six, as the paper
+        assert cell(table2, row, "specific") == pytest.approx(
+            np.mean([acc[("tensor", row, f"specific_{a}")] for a in vd.TRAIN_ATTACKS]))
+    md = vd.table_markdown(table2, "T2", ["a note"])
+    assert "| PGD" in md and "(86.8)" in md and "a note" in md
+
+
+def test_png_roundtrip_quantises_to_8_bits():
+    rng = np.random.default_rng(0)
+    for channels in (1, 3):
+        x = rng.uniform(0, 1, (3, 8, 8, channels)).astype(np.float32)
+        back = vd.png_roundtrip(x)
+        assert back.shape == x.shape and back.dtype == np.float32
+        np.testing.assert_allclose(back * 255, np.round(back * 255), atol=1e-4)
+        assert np.abs(back - x).max() <= 0.5 / 255 + 1e-6
+
+
+def test_bpda_eot_pgd_with_the_identity_is_pgd(model, trained):
+    from tfadv import attacks
+    from tfadv.evaluation import bpda_eot_pgd
+    x, y = trained.test.images[:40], trained.test.labels[:40]
+    settings = dict(eps=0.1, eps_iter=0.02, nb_iter=5)
+    ours = bpda_eot_pgd(model, lambda images, seed: images, x, y, seed=3, **settings)
+    reference = attacks.make("pgd", seed=3, **settings)(model, x, y)
+    np.testing.assert_allclose(ours, reference, atol=1e-6)
+    assert np.abs(ours - x).max() <= 0.1 + 1e-6 and ours.min() >= 0 and ours.max() <= 1
+
+
+def test_bpda_eot_pgd_draws_a_fresh_defense_per_sample_and_step(model, trained):
+    from tfadv.evaluation import bpda_eot_pgd
+    x, y = trained.test.images[:8], trained.test.labels[:8]
+    seeds = []
+
+    def noisy(images, seed):
+        seeds.append(seed)
+        noise = np.random.default_rng(seed).uniform(-0.05, 0.05, images.shape)
+        return np.clip(images + noise, 0, 1).astype(np.float32)
+
+    bpda_eot_pgd(model, noisy, x, y, eps=0.1, eps_iter=0.02, nb_iter=3, eot_samples=4, seed=0)
+    assert len(seeds) == 12 and len(set(seeds)) == 12
+    with pytest.raises(ValueError, match="keeps the image shape"):
+        bpda_eot_pgd(model, lambda images, seed: images[:, :4], x, y, eps=0.1, eps_iter=0.02,
+                     nb_iter=1)
