@@ -62,9 +62,9 @@ the versatile purifier 86.0 on average against 87.1 for the matching attack-spec
 (Table 2: higher on MI-FGSM, 89.3 vs 86.3, and on DeepFool; the text's claim that it also
 beats the PGD-specific one is not what Table 2 shows, 86.8 vs 88.4); Random Resizing 50.4,
 PD+WD 37.0, SR+WD 76.6. Other presets are other datasets and classifiers: compare trends.
-quick (digits, measured): Table 2 averages versatile 83.2, attack-specific 86.3, Random
-Resizing 31.2, PD+WD 28.0, SR+WD 40.9 (Table 1: 86-87 except the C&W-specific purifier, 67);
-PGD that sees the versatile purifier brings it from 81% to 21% (table_adaptive).
+quick (digits, measured): Table 2 averages versatile 83.8, attack-specific 85.6, Random
+Resizing 31.2, PD+WD 28.0, SR+WD 40.9 (Table 1: 84-87 except the C&W-specific purifier, 66);
+PGD that sees the versatile purifier brings it from 83% to 21% (table_adaptive).
 cifar: to be measured (notes/RESULTS.md). In CIFAR-10 pilots (PGD-specific purifier, 600 and
 2,400 pairs) recovered PGD accuracy peaked near the end of the multi-step schedule's second
 phase and fell in the last (lambda_perc = 1, pixel loss only) as the purifier drifted towards

@@ -29,14 +29,13 @@ from __future__ import annotations
 import json
 import os
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from tfadv.models.perceptual import perceptual_loss
-from tfadv.models.train import _read_log, _write_log
+from tfadv.models.train import restore_checkpoint, resume_log
 
 LAMBDA_PIX = 100.0
 # (share of the epochs, lambda_perc) of the multi-step schedule, paper section 3.2.
@@ -169,25 +168,11 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
     running = tf.Variable(tf.zeros(len(LOSS_NAMES) + 1, tf.float64), name="running")  # + count
     manager = None
     if ckpt_dir is not None:
-        ckpt = tf.train.Checkpoint(generator=generator, discriminator=discriminator,
-                                   gen_optimizer=gen_optimizer, disc_optimizer=disc_optimizer,
-                                   step=step, running=running,
-                                   rng=_seed_states(generator) + _seed_states(discriminator))
-        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
-        if manager.latest_checkpoint:
-            try:
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            except Exception as err:  # truncated files, another model's checkpoint, ...
-                raise ValueError(
-                    f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
-                    f"corrupt or belongs to other networks or settings: delete {ckpt_dir} to "
-                    "start this training from scratch.") from err
-    log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
-    # Keep only the log records of epochs the checkpoint completed (see fit).
-    completed = int(step.numpy()) // steps_per_epoch
-    history = [r for r in _read_log(log_path) if r["epoch"] <= completed] if completed else []
-    if log_path:
-        _write_log(log_path, history)
+        manager = restore_checkpoint(tf.train.Checkpoint(
+            generator=generator, discriminator=discriminator, gen_optimizer=gen_optimizer,
+            disc_optimizer=disc_optimizer, step=step, running=running,
+            rng=_seed_states(generator) + _seed_states(discriminator)), ckpt_dir)
+    log_path, history = resume_log(log_dir, int(step.numpy()) // steps_per_epoch)
     update = make_train_step(generator, discriminator, features, gen_optimizer, disc_optimizer)
 
     @tf.function

@@ -87,24 +87,9 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
     running = tf.Variable(tf.zeros(3, tf.float64), name="running")  # loss sum, correct, count
     manager = None
     if ckpt_dir is not None:
-        ckpt = tf.train.Checkpoint(model=model, optimizer=optimizer, step=step, rng=rng,
-                                   running=running)
-        manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
-        if manager.latest_checkpoint:
-            try:
-                ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
-            except Exception as err:  # truncated files, another model's checkpoint, ...
-                raise ValueError(
-                    f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
-                    f"corrupt or belongs to another model or settings: delete {ckpt_dir} to "
-                    "start this training from scratch.") from err
-    log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
-    # The log may hold records of epochs the checkpoint does not (killed between writing the
-    # record and saving the checkpoint): keep the checkpoint's completed epochs only.
-    completed = int(step.numpy()) // steps_per_epoch
-    history = [r for r in _read_log(log_path) if r["epoch"] <= completed] if completed else []
-    if log_path:
-        _write_log(log_path, history)
+        manager = restore_checkpoint(tf.train.Checkpoint(
+            model=model, optimizer=optimizer, step=step, rng=rng, running=running), ckpt_dir)
+    log_path, history = resume_log(log_dir, int(step.numpy()) // steps_per_epoch)
     loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
 
     @tf.function
@@ -167,6 +152,33 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
         if stop_after_steps is not None and int(step.numpy()) >= stop_after_steps:
             return history
     return history
+
+
+def restore_checkpoint(ckpt: tf.train.Checkpoint, ckpt_dir) -> tf.train.CheckpointManager:
+    """A manager of ``ckpt`` in ``ckpt_dir``, restored from its latest checkpoint if any; a
+    checkpoint that cannot be restored is a ValueError saying to delete the folder."""
+    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
+    if manager.latest_checkpoint:
+        try:
+            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        except Exception as err:  # truncated files, another model's checkpoint, ...
+            raise ValueError(
+                f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
+                f"corrupt or belongs to another model or settings: delete {ckpt_dir} to "
+                "start this training from scratch.") from err
+    return manager
+
+
+def resume_log(log_dir, completed_epochs: int):
+    """The JSONL log path (None without ``log_dir``) and the records of the epochs the
+    checkpoint completed. The log may hold records past the checkpoint (killed between writing
+    the record and saving the checkpoint): those are dropped, in the file too."""
+    log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
+    history = ([r for r in _read_log(log_path) if r["epoch"] <= completed_epochs]
+               if completed_epochs else [])
+    if log_path:
+        _write_log(log_path, history)
+    return log_path, history
 
 
 def len_f(labels):
