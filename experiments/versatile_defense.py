@@ -83,10 +83,7 @@ one GPU (seven 256x256 purifiers, 100 epochs x 18,000 pairs each at batch 1).
 
 from __future__ import annotations
 
-import io
 import json
-import shutil
-import tarfile
 from collections import defaultdict
 from pathlib import Path
 
@@ -333,12 +330,13 @@ def _weights_problem(network: str, weights: str) -> str | None:
 
 
 def _imagenet_problem(config: dict) -> str | None:
+    from tfadv import data
     source, data_dir = str(config["data"]), config["data_dir"]
     how = ("point --data at an ImageNet folder (train/<wnid>/*.JPEG and val/<wnid>/*.JPEG), a "
            ".tar/.tar.gz of one, or use --data=imagenet2012 --data_dir=DIR with "
            "tensorflow-datasets' manual download (ILSVRC2012_img_train.tar and "
            "ILSVRC2012_img_val.tar in DIR/downloads/manual)")
-    if _is_tfds_name(source):
+    if data.is_tfds_name(source):
         if data_dir is None:
             return f"ImageNet: --data={source} (tensorflow-datasets) needs --data_dir; {how}"
         manual = Path(data_dir).expanduser() / "downloads" / "manual"
@@ -378,124 +376,20 @@ def preflight(config: dict) -> None:
 
 # ---------------------------------------------------------------------------- data
 
-def _is_tfds_name(source: str) -> bool:
-    return source.startswith("tfds:") or (not Path(source).expanduser().exists()
-                                          and "/" not in source and "." not in source)
-
-
-def _decode_resized(raw: bytes, size: int) -> np.ndarray:
-    from PIL import Image
-    with Image.open(io.BytesIO(raw)) as img:
-        return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), np.uint8)
-
-
-def _choose_per_class(paths, split_names, per_class, seed):
-    """(path, label) of ``per_class`` random files of each class under ``<split>/<class>/``."""
-    by_class = defaultdict(list)
-    for p in paths:
-        parts = p.split("/")
-        if len(parts) >= 3 and parts[-3] in split_names:
-            by_class[parts[-2]].append(p)
-    if not by_class:
-        raise ValueError(f"no images under a {'/'.join(split_names)}/<class>/ folder")
-    class_names = tuple(sorted(by_class))  # sorted wnids = Keras' ImageNet class ids
-    rng = np.random.default_rng(seed)
-    chosen = []
-    for label, name in enumerate(class_names):
-        members = sorted(by_class[name])
-        picks = rng.choice(len(members), min(per_class, len(members)), replace=False)
-        chosen += [(members[i], label) for i in sorted(picks)]
-    return chosen, class_names
-
-
-def imagenet_subset(source: str, split: str, per_class: int, *, seed: int, size: int,
-                    data_dir: str | None = None):
-    """``per_class`` random images of each class of ImageNet's train or validation split,
-    resized to ``size`` x ``size`` (the paper's 256), as a ``tfadv.data.ImageSet``.
-
-    ``source``: a folder with ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (or
-    ``validation/``), a .tar/.tar.gz of one (only the picked members are decoded), or a
-    tensorflow-datasets name (``imagenet2012``; one pass over the split, reservoir-sampled
-    per class, ``data_dir`` holding it or its manual download). Only the picked images are
-    decoded: ImageNet never has to fit in memory.
-    """
-    from tfadv import data
-    split_names = ("train",) if split == "train" else ("val", "validation")
-    if _is_tfds_name(str(source)):
-        raw, labels, class_names = _imagenet_tfds(str(source).removeprefix("tfds:"), split,
-                                                  per_class, seed, data_dir)
-    else:
-        path = Path(source).expanduser()
-        if path.is_dir():
-            files = [f.relative_to(path).as_posix() for f in path.rglob("*")
-                     if f.suffix.lower() in data.IMAGE_SUFFIXES]
-            chosen, class_names = _choose_per_class(files, split_names, per_class, seed)
-            raw = [(path / p).read_bytes() for p, _ in chosen]
-        else:
-            with tarfile.open(path) as tar:
-                members = {m.name.removeprefix("./"): m for m in tar.getmembers()
-                           if m.isfile() and m.name.lower().endswith(data.IMAGE_SUFFIXES)}
-                chosen, class_names = _choose_per_class(list(members), split_names, per_class,
-                                                        seed)
-                by_offset = sorted((members[p].offset_data, p) for p, _ in chosen)
-                read = {p: tar.extractfile(members[p]).read() for _, p in by_offset}
-            raw = [read[p] for p, _ in chosen]
-        labels = [label for _, label in chosen]
-    images = np.stack([_decode_resized(r, size) for r in raw])
-    return data.ImageSet(images.astype(np.float32) / 255.0, np.asarray(labels, np.int64),
-                         tuple(class_names))
-
-
-def _imagenet_tfds(name, split, per_class, seed, data_dir):
-    import tensorflow_datasets as tfds
-    builder = tfds.builder(name, data_dir=data_dir)
-    if not builder.is_prepared():
-        print(f"tensorflow-datasets: preparing {name} from the manual download (hours)",
-              flush=True)
-        builder.download_and_prepare()
-    ds = builder.as_dataset(split="train" if split == "train" else "validation",
-                            decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
-    rng = np.random.default_rng(seed)
-    seen, keep = defaultdict(int), defaultdict(list)
-    for example in tfds.as_numpy(ds):  # reservoir sampling, per class
-        c = int(example["label"])
-        seen[c] += 1
-        if len(keep[c]) < per_class:
-            keep[c].append(example["image"])
-        else:
-            j = int(rng.integers(seen[c]))
-            if j < per_class:
-                keep[c][j] = example["image"]
-    raw, labels = [], []
-    for c in sorted(keep):
-        raw += keep[c]
-        labels += [c] * len(keep[c])
-    return raw, labels, tuple(builder.info.features["label"].names)
-
-
 def load_images(config: dict):
     """(training images, test pool): ImageSets at ``image_size``. The paper preset samples
     ImageNet per class; the others load the whole dataset (resized when needed)."""
     from tfadv import data
     if config["classifier"] == "inception_v3":
         size, seed = config["image_size"], config["seed"]
-        train = imagenet_subset(config["data"], "train", config["train_per_class"], seed=seed + 1,
-                                size=size, data_dir=config["data_dir"])
-        pool = imagenet_subset(config["data"], "test", config["test_pool_per_class"],
-                               seed=seed + 2, size=size, data_dir=config["data_dir"])
+        train = data.imagenet_subset(config["data"], "train", config["train_per_class"],
+                                     seed=seed + 1, size=size, data_dir=config["data_dir"])
+        pool = data.imagenet_subset(config["data"], "test", config["test_pool_per_class"],
+                                    seed=seed + 2, size=size, data_dir=config["data_dir"])
         return train, pool
     train = data.load(config["data"], "train", data_dir=config["data_dir"])
     test = data.load(config["data"], "test", data_dir=config["data_dir"])
-    return _resized(train, config["image_size"]), _resized(test, config["image_size"])
-
-
-def _resized(images, size: int):
-    if images.images.shape[1:3] == (size, size):
-        return images
-    import tensorflow as tf
-    method = "area" if images.images.shape[1] > size else "bilinear"
-    x = np.clip(tf.image.resize(images.images, (size, size), method=method).numpy(), 0, 1)
-    return images._replace(images=x.astype(np.float32))
+    return data.resize(train, config["image_size"]), data.resize(test, config["image_size"])
 
 
 def training_pairs_plan(train, config):
@@ -543,7 +437,8 @@ def load_classifier(config, train_full, test_full, cache: Path):
     from tfadv import data, models
     kind = config["classifier"]
     if kind == "inception_v3":
-        return (inception_classifier(config["inception_weights"], config["image_size"]),
+        from tfadv.models.inception import inception_v3
+        return (inception_v3(config["inception_weights"], input_size=config["image_size"]),
                 f"Inception-v3 ({config['inception_weights']} weights, input resized "
                 f"{config['image_size']} -> 299 inside the model)",
                 f"inception_v3-{models.config_key({'w': config['inception_weights']})}")
@@ -564,18 +459,6 @@ def load_classifier(config, train_full, test_full, cache: Path):
         precision=config["clf_precision"], data_id=common.data_id(config["data"]),
         model_dir=cache / "models", x_val=monitor.images, y_val=monitor.labels, verbose=False)
     return model, f"{kind} trained here ({path.name})", path.stem
-
-
-def inception_classifier(weights: str, image_size: int):
-    """Inception-v3 logits on [0, 1] images of ``image_size``, resized to 299 in the model
-    (bilinear, float32), so attacks and purifiers work at the paper's 256x256."""
-    import keras
-    from tfadv.models.inception import IMAGE_SIZE, inception_v3
-    net = inception_v3(weights)
-    inputs = keras.Input((image_size, image_size, 3), name="pixels")
-    x = keras.layers.Resizing(IMAGE_SIZE, IMAGE_SIZE, interpolation="bilinear", dtype="float32",
-                              name="resize_to_299")(inputs)
-    return keras.Model(inputs, net(x), name=f"inception_v3_from_{image_size}")
 
 
 def perceptual_network(config, classifier, classifier_name):
@@ -608,47 +491,18 @@ def perceptual_network(config, classifier, classifier_name):
     return features, info
 
 
-def train_or_load_purifier(name, x_adv, x_clean, config, features, perceptual_info, pairs_id,
-                           cache: Path, events: dict):
-    """The purifier ``name`` (its generator), trained once and cached as .keras; training
-    checkpoints per epoch beside it, so a killed run continues where it stopped."""
-    import keras
-    from tfadv import models
-    from tfadv.data import atomic_write
+def train_or_load_purifier(name, x_adv, x_clean, config, features, pairs_id, cache: Path,
+                           events: dict):
+    """The purifier ``name`` from the cache, or trained now (resumable) and cached."""
     from tfadv.defenses import purifier
-    from tfadv.models import pix2pix
-    settings = {"name": name, "pairs": pairs_id, "shape": list(x_adv.shape[1:]),
-                "base_filters": config["base_filters"], "batch_size": config["batch_size"],
-                "epochs": config["epochs"], "steps": config["steps"],
-                "learning_rate": config["learning_rate"], "beta_1": config["beta_1"],
-                "seed": config["seed"], "precision": config["precision"],
-                "perceptual": {k: perceptual_info[k] for k in ("network", "weights", "layers")}}
-    stem = f"purifier_{name}-{models.config_key(settings)}"
-    path = cache / "models" / f"{stem}.keras"
-    info_path = path.with_suffix(".json")
-    if path.exists():
-        events["purifiers_cached"].append(name)
-        history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
-        return models.load(path), path, history
-    print(f"training purifier {name} on {len(x_adv)} pairs ({config['epochs']} epochs, batch "
-          f"{config['batch_size']}, {config['steps']}-step loss weights)", flush=True)
-    keras.utils.set_random_seed(config["seed"])
-    shape = tuple(x_adv.shape[1:])
-    generator = pix2pix.unet_generator(shape, base_filters=config["base_filters"],
-                                       name=f"purifier_{name}")
-    discriminator = pix2pix.patchgan_discriminator(shape, base_filters=config["base_filters"])
-    history = purifier.train_purifier(
-        x_adv, x_clean, generator=generator, discriminator=discriminator, features=features,
-        epochs=config["epochs"], steps=config["steps"], batch_size=config["batch_size"],
+    generator, path, history, trained = purifier.train_cached(
+        name, x_adv, x_clean, pairs_id=pairs_id, features=features,
+        model_dir=cache / "models", base_filters=config["base_filters"],
+        batch_size=config["batch_size"], epochs=config["epochs"], steps=config["steps"],
         learning_rate=config["learning_rate"], beta_1=config["beta_1"], seed=config["seed"],
-        ckpt_dir=path.with_suffix(".ckpt"), log_dir=path.with_suffix(""),
-        verbose=config["preset"] in ("cifar", "paper"))
-    models.save(generator, path)
-    atomic_write(info_path, lambda f: f.write(json.dumps(
-        {"settings": settings, "history": history}, indent=1).encode()))
-    shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)  # the .keras is the cache now
-    events["purifiers_trained"].append(name)
-    if history:
+        precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"))
+    events["purifiers_trained" if trained else "purifiers_cached"].append(name)
+    if trained and history:
         last = history[-1]
         print(f"  purifier {name}: L1 {last['gen_l1']:.4f}, perceptual {last['gen_perc']:.4f}, "
               f"GAN {last['gen_gan']:.3f} in the last epoch", flush=True)
@@ -678,23 +532,6 @@ def sr_network(images, config, cache: Path, events: dict):
 
 # ---------------------------------------------------------------------------- adversarial sets
 
-def cached_shards(folder: Path, n: int, shard_size: int, compute, dtype, events) -> np.ndarray:
-    """``compute(start, stop, shard_index)`` for each shard of ``n`` images, each cached as
-    ``folder/shardNNNNN.npz`` (atomic writes): a killed run keeps its finished shards."""
-    from tfadv import data
-    parts = []
-    for i, start in enumerate(range(0, n, shard_size)):
-        stop = min(n, start + shard_size)
-        path = folder / f"shard{i:05d}.npz"
-        if path.exists() and path not in events["shards_generated"]:
-            events["shards_reused"].add(path)
-        elif not path.exists():
-            events["shards_generated"].add(path)
-        parts.append(data.cached_arrays(path, lambda: {
-            "x_adv": np.asarray(compute(start, stop, i)).astype(dtype)})["x_adv"])
-    return np.concatenate(parts).astype(np.float32)
-
-
 def adversarial_set(split, name, params, classifier, classifier_id, x, y, x_digest, config,
                     cache: Path, events, dtype="float32"):
     """Attack ``name`` on (x, y), cached in shards under data/adversarial/versatile/. Attacks
@@ -718,22 +555,8 @@ def adversarial_set(split, name, params, classifier, classifier_id, x, y, x_dige
         print(f"  {split} {name}: images {start}-{stop} of {len(y)}", flush=True)
         return attacks.make(name, **p)(classifier, x[start:stop], y[start:stop])
 
-    return cached_shards(folder, len(y), config["shard_size"], compute, dtype, events)
-
-
-def png_roundtrip(x: np.ndarray) -> np.ndarray:
-    """Each image saved as an 8-bit PNG (rounded to the nearest level) and read back: the
-    save-and-reload of paper 3.4.1."""
-    from PIL import Image
-    out = np.empty_like(x, dtype=np.float32)
-    for i, image in enumerate(np.asarray(x)):
-        levels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
-        buffer = io.BytesIO()
-        Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(buffer, "PNG")
-        buffer.seek(0)
-        with Image.open(buffer) as img:
-            out[i] = np.asarray(img, np.float32).reshape(image.shape) / 255.0
-    return out
+    return data.cached_shards(folder, len(y), config["shard_size"], compute, dtype=dtype,
+                              log=events["shards"])
 
 
 # ---------------------------------------------------------------------------- defenses
@@ -849,86 +672,6 @@ def table_markdown(table, title, notes) -> str:
     return "\n".join(parts) + "\n" + "\n\n".join(notes) + "\n"
 
 
-# ---------------------------------------------------------------------------- figures
-
-def _plt():
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    return plt
-
-
-def plot_robustness(table: pd.DataFrame, path, subtitle: str) -> None:
-    from tfadv import report
-    plt = _plt()
-    attacks = list(dict.fromkeys(table.attack))
-    fig, axes = plt.subplots(1, len(attacks), figsize=(5.5 * len(attacks), 4), squeeze=False,
-                             layout="constrained")
-    styles = {"Versatile purifier": "-", "No defense": ":"}
-    for ax, attack in zip(axes[0], attacks):
-        sub = table[table.attack == attack]
-        for j, eps in enumerate(sorted(sub.eps.unique())):
-            for defense, style in styles.items():
-                line = sub[(sub.eps == eps) & (sub.defense == defense)].sort_values("nb_iter")
-                if len(line):
-                    ax.plot(line.nb_iter, line.accuracy, style, marker="o", color=f"C{j}",
-                            label=f"{defense}, eps {eps * 255:.0f}/255")
-        ax.set(title=attack, xlabel="iterations", ylabel="accuracy (%)", ylim=(-2, 102))
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Fig 4: robustness to attack strength ({subtitle})", fontsize=10)
-    report.save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_quality(quality: pd.DataFrame, path, subtitle: str) -> None:
-    from tfadv import report
-    plt = _plt()
-    defenses = [d for d in ("No defense", "Versatile purifier", "Atk-specific purifier")
-                if d in set(quality.defense)]
-    attacks = list(dict.fromkeys(quality.attack))
-    fig, axes = plt.subplots(1, 3, figsize=(16, 4), layout="constrained")
-    width = 0.8 / len(defenses)
-    for ax, (metric, label) in zip(axes, (("mae_mean", "MAE"), ("psnr_mean", "PSNR (dB)"),
-                                          ("ssim_mean", "SSIM"))):
-        for j, defense in enumerate(defenses):
-            sub = quality[quality.defense == defense].set_index("attack").reindex(attacks)
-            values = sub[metric].replace([np.inf], np.nan)
-            ax.bar(np.arange(len(attacks)) + j * width, values, width, label=defense)
-        ax.set_xticks(np.arange(len(attacks)) + width * (len(defenses) - 1) / 2, attacks,
-                      rotation=30, fontsize=8)
-        ax.set_title(f"{label} vs the clean images")
-        ax.legend(fontsize=7)
-    fig.suptitle(f"Fig 3: image quality of purified images ({subtitle})", fontsize=10)
-    report.save_figure(fig, path)
-    plt.close(fig)
-
-
-def plot_visual(examples: list, class_names, path, subtitle: str) -> None:
-    """Fig 5: per attack, clean | adversarial | perturbation (amplified) | purified."""
-    from tfadv import report
-    plt = _plt()
-    fig, axes = plt.subplots(len(examples), 4, figsize=(8, 2.1 * len(examples)), squeeze=False,
-                             layout="constrained")
-    for r, ex in enumerate(examples):
-        delta = ex["adversarial"] - ex["clean"]
-        scale = 0.5 / max(np.abs(delta).max(), 1e-8)
-        panels = [("clean", ex["clean"], ex["pred_clean"]),
-                  (ex["attack"], ex["adversarial"], ex["pred_adv"]),
-                  (f"perturbation x{scale:.0f}", np.clip(0.5 + scale * delta, 0, 1), None),
-                  ("purified (versatile)", ex["purified"], ex["pred_purified"])]
-        for ax, (title, image, pred) in zip(axes[r], panels):
-            grey = image.shape[-1] == 1
-            ax.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None,
-                      vmin=0, vmax=1)
-            label = "" if pred is None else f"\npred: {class_names[pred]}" + (
-                " (ok)" if pred == ex["label"] else " (wrong)")
-            ax.set_title(f"{title}{label}", fontsize=7)
-            ax.axis("off")
-    fig.suptitle(f"Fig 5: clean / adversarial / purified ({subtitle})", fontsize=9)
-    report.save_figure(fig, path)
-    plt.close(fig)
-
-
 # ---------------------------------------------------------------------------- main
 
 def plan_text(config: dict) -> str:
@@ -978,7 +721,7 @@ def run(config: dict, out: Path, timer) -> dict:
 
     cache = Path(FLAGS.cache_dir).expanduser() if FLAGS.cache_dir else \
         common.PROJECT_ROOT / "data"
-    events = {"shards_generated": set(), "shards_reused": set(), "purifiers_trained": [],
+    events = {"shards": {"generated": set(), "reused": set()}, "purifiers_trained": [],
               "purifiers_cached": [], "sr": None}
     with timer("data"):
         train_full, test_pool = load_images(config)
@@ -1014,13 +757,13 @@ def run(config: dict, out: Path, timer) -> dict:
         with timer("purifiers"):
             purifiers[attack], purifier_paths[attack], histories[attack] = \
                 train_or_load_purifier(attack, x_adv, train.images, config, features,
-                                       perceptual_info, set_keys[-1], cache, events)
+                                       set_keys[-1], cache, events)
         del x_adv
     with timer("purifiers"):
         pairs_id = f"versatile:{data.array_digest(x_versatile)}"
         purifiers["versatile"], purifier_paths["versatile"], histories["versatile"] = \
             train_or_load_purifier("versatile", x_versatile, train.images, config, features,
-                                   perceptual_info, pairs_id, cache, events)
+                                   pairs_id, cache, events)
     del x_versatile
     with timer("sr_network"):
         sr_images = train.images if not config["sr_images"] else data.subset(
@@ -1040,7 +783,7 @@ def run(config: dict, out: Path, timer) -> dict:
                 test_digest, config, cache, events)
         with timer("evaluate"):
             for evaluation in evaluations:
-                x_in = x_row if evaluation == "tensor" else png_roundtrip(x_row)
+                x_in = x_row if evaluation == "tensor" else data.png_roundtrip(x_row)
                 for name, defense in defenses.items():
                     x_def = defense(x_in, row_seed(config, r_index, evaluation))
                     acc[(evaluation, row, name)] = _accuracy(classifier, x_def, y_test)
@@ -1101,8 +844,8 @@ def run(config: dict, out: Path, timer) -> dict:
         f"{quality.to_markdown(index=False, floatfmt='.4f')}\n\n" + "\n\n".join(notes) + "\n"))
     subtitle = f"{config['preset']} preset, {dataset_name(config)}"
     with timer("figures"):
-        plot_quality(quality, out / "quality.png", subtitle)
-        plot_visual(examples, test.class_names, out / "visual.png", subtitle)
+        report.plot_quality(quality, out / "quality.png", subtitle)
+        report.plot_visual(examples, test.class_names, out / "visual.png", subtitle)
 
     with timer("robustness"):
         robustness = robustness_table(config, params, classifier, classifier_id, test, defenses,
@@ -1114,7 +857,7 @@ def run(config: dict, out: Path, timer) -> dict:
         f"{shown.to_markdown(index=False, floatfmt='.1f')}\n\n"
         + "\n\n".join(notes) + "\n"))
     with timer("figures"):
-        plot_robustness(robustness, out / "robustness.png", subtitle)
+        report.plot_robustness(robustness, out / "robustness.png", subtitle)
 
     with timer("adaptive"):
         adaptive = adaptive_table(config, params, classifier, classifier_id, test, defenses,
@@ -1150,8 +893,8 @@ def run(config: dict, out: Path, timer) -> dict:
                    for k, p in purifier_paths.items()},
         baselines=defense_descriptions(sr_path),
         cache={"dir": str(cache),
-               "adversarial_shards_generated": len(events["shards_generated"]),
-               "adversarial_shards_reused": len(events["shards_reused"]),
+               "adversarial_shards_generated": len(events["shards"]["generated"]),
+               "adversarial_shards_reused": len(events["shards"]["reused"]),
                "purifiers_trained": events["purifiers_trained"],
                "purifiers_cached": events["purifiers_cached"], "sr_network": events["sr"]},
         png_roundtrip=config["png_roundtrip"],
@@ -1255,9 +998,10 @@ def _cached_custom(split, name, settings, x, y, x_digest, generate, config, cach
                              "x": x_digest, "y": data.array_digest(y),
                              "shard_size": config["shard_size"]})
     folder = cache / "adversarial" / EXPERIMENT / "adaptive" / f"{split}-{name}-{key}"
-    return cached_shards(folder, len(y), config["shard_size"],
-                         lambda start, stop, shard: generate(x[start:stop], y[start:stop], shard),
-                         "float32", events)
+    return data.cached_shards(
+        folder, len(y), config["shard_size"],
+        lambda start, stop, shard: generate(x[start:stop], y[start:stop], shard),
+        log=events["shards"])
 
 
 if __name__ == "__main__":

@@ -4,6 +4,7 @@ import io
 import os
 import pickle
 import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -545,3 +546,95 @@ def test_tensorflow_datasets_source_with_mock_data():
 def test_unknown_tensorflow_datasets_name_is_a_clear_error():
     with pytest.raises(ValueError, match="no_such_dataset_xyz"):
         data.load("no_such_dataset_xyz", "train")
+
+
+# ------------------------------------------------- ImageNet subsets, PNG round trip, shards, resize
+
+def _fake_imagenet(root: Path, sizes=((40, 30), (25, 50), (33, 33))):
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, per_class in (("train", 4), ("val", 3)):
+        for c, wnid in enumerate(("n003", "n001", "n002")):
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(per_class):
+                w, h = sizes[(c + i) % len(sizes)]
+                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", quality=95)
+    return root
+
+
+def test_imagenet_subset_from_a_folder_and_a_tarball(tmp_path):
+    root = _fake_imagenet(tmp_path / "imagenet")
+    train = data.imagenet_subset(root, "train", 2, seed=1, size=16)
+    assert train.images.shape == (6, 16, 16, 3) and train.images.dtype == np.float32
+    assert train.class_names == ("n001", "n002", "n003")  # sorted wnids = Keras' class ids
+    assert list(train.labels) == [0, 0, 1, 1, 2, 2]
+    assert 0 <= train.images.min() and train.images.max() <= 1
+    val = data.imagenet_subset(root, "test", 5, seed=1, size=16)  # fewer than asked: all 3
+    assert np.bincount(val.labels).tolist() == [3, 3, 3]
+    archive = tmp_path / "imagenet.tar.gz"
+    with tarfile.open(archive, "w:gz") as tar:
+        tar.add(root, arcname="imagenet")
+    from_tar = data.imagenet_subset(archive, "train", 2, seed=1, size=16)
+    np.testing.assert_array_equal(from_tar.images, train.images)
+    np.testing.assert_array_equal(from_tar.labels, train.labels)
+    with pytest.raises(ValueError, match="no images under"):
+        data.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
+
+
+def test_png_roundtrip_quantises_to_8_bits():
+    rng = np.random.default_rng(0)
+    for channels in (1, 3):
+        x = rng.uniform(0, 1, (3, 8, 8, channels)).astype(np.float32)
+        back = data.png_roundtrip(x)
+        assert back.shape == x.shape and back.dtype == np.float32
+        np.testing.assert_allclose(back * 255, np.round(back * 255), atol=1e-4)
+        assert np.abs(back - x).max() <= 0.5 / 255 + 1e-6
+
+
+def test_cached_shards_compute_once_and_resume(tmp_path):
+    calls = []
+
+    def compute(start, stop, shard):
+        calls.append((start, stop, shard))
+        return np.full((stop - start, 2), shard, np.float32)
+
+    log = {}
+    first = data.cached_shards(tmp_path / "set", 5, 2, compute, dtype="float16", log=log)
+    assert first.dtype == np.float32 and first.shape == (5, 2)
+    assert first[:, 0].tolist() == [0, 0, 1, 1, 2]
+    assert calls == [(0, 2, 0), (2, 4, 1), (4, 5, 2)]
+    assert len(log["generated"]) == 3 and not log["reused"]
+    # a killed run: shard 1 missing, shard 2 corrupt -> only those two are computed again
+    (tmp_path / "set" / "shard00001.npz").unlink()
+    (tmp_path / "set" / "shard00002.npz").write_bytes(b"truncated")
+    calls.clear()
+    log = {}
+    again = data.cached_shards(tmp_path / "set", 5, 2, compute, log=log)
+    np.testing.assert_array_equal(again, first)
+    assert calls == [(2, 4, 1), (4, 5, 2)]
+    assert len(log["reused"]) == 2 and len(log["generated"]) == 1
+    assert not [p for p in (tmp_path / "set").iterdir() if p.suffix == ".tmp"]
+
+
+def test_resize_shrinks_with_area_and_keeps_the_range():
+    rng = np.random.default_rng(0)
+    images = data.ImageSet(rng.uniform(0, 1, (2, 8, 8, 3)).astype(np.float32),
+                           np.array([0, 1]), ("a", "b"))
+    assert data.resize(images, 8) is images
+    small = data.resize(images, 4)
+    assert small.images.shape == (2, 4, 4, 3) and small.images.dtype == np.float32
+    np.testing.assert_allclose(small.images[0, 0, 0], images.images[0, :2, :2].mean((0, 1)),
+                               atol=1e-5)  # area = the mean of each 2x2 block
+    big = data.resize(images, 16)
+    assert big.images.min() >= 0 and big.images.max() <= 1
+    np.testing.assert_array_equal(big.labels, images.labels)
+
+
+def test_tfds_names_and_paths_are_told_apart(tmp_path):
+    assert data.is_tfds_name("cifar10") and data.is_tfds_name("tfds:imagenet2012")
+    assert not data.is_tfds_name("cifar10-jpeg.tar.gz")
+    assert not data.is_tfds_name("some/folder")
+    (tmp_path / "cifar10").mkdir()
+    assert not data.is_tfds_name(str(tmp_path / "cifar10"))

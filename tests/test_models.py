@@ -145,3 +145,13 @@ def test_adversarial_finetune_rejects_batch_size_not_dividing_images():
     x, y = trained.train.images[:50], trained.train.labels[:50]
     with pytest.raises(ValueError, match="batch"):
         adversarial_finetune(trained.model, x, y, batch_size=20)
+
+
+def test_inception_v3_resizes_other_input_sizes_inside():
+    model = inception_v3(weights=None, num_classes=10, image_size=75, input_size=32)
+    assert model.input_shape == (None, 32, 32, 3) and model.output_shape == (None, 10)
+    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
+    inner = model.get_layer("inception_v3")
+    resized = keras.ops.image.resize(x, (75, 75), interpolation="bilinear")
+    np.testing.assert_allclose(np.asarray(model(x, training=False)),
+                               np.asarray(inner(resized, training=False)), atol=1e-4)

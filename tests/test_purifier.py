@@ -397,3 +397,18 @@ def test_benchmark_purifier_smoke(tmp_path):
     assert set(table.precision) == {"float32", "mixed_bfloat16"}
     assert set(table.perceptual) == {"none", "VGG19 (random weights)"}
     assert (table.images_per_s > 0).all() and table.paper_preset_hours.isna().all()
+
+
+def test_train_cached_trains_once_then_loads(tmp_path):
+    x_adv, x_clean = _toy_pairs(4, 8)
+    settings = dict(pairs_id="toy", features=None, model_dir=tmp_path, base_filters=4,
+                    batch_size=2, epochs=1, seed=0)
+    generator, path, history, trained = purifier.train_cached("toy", x_adv, x_clean, **settings)
+    assert trained and path.exists() and len(history) == 1
+    assert not path.with_suffix(".ckpt").exists()  # the checkpoint is gone once cached
+    again, path_again, history_again, trained_again = purifier.train_cached(
+        "toy", x_adv, x_clean, **settings)
+    assert not trained_again and path_again == path and history_again == history
+    np.testing.assert_array_equal(purifier.purify(again, x_adv), purifier.purify(generator, x_adv))
+    other = purifier.train_cached("toy", x_adv, x_clean, **dict(settings, pairs_id="other"))
+    assert other[3] and other[1] != path  # other pairs: another cache entry

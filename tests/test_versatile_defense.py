@@ -12,7 +12,6 @@ import json
 import os
 import subprocess
 import sys
-import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -216,39 +215,6 @@ def test_presets_switch_to_rgb_with_data():
 
 # --------------------------------------------------------------------------- pieces
 
-def _fake_imagenet(root: Path, sizes=((40, 30), (25, 50), (33, 33))):
-    from PIL import Image
-    rng = np.random.default_rng(0)
-    for split, per_class in (("train", 4), ("val", 3)):
-        for c, wnid in enumerate(("n003", "n001", "n002")):
-            folder = root / split / wnid
-            folder.mkdir(parents=True)
-            for i in range(per_class):
-                w, h = sizes[(c + i) % len(sizes)]
-                pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
-                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG", quality=95)
-    return root
-
-
-def test_imagenet_subset_from_a_folder_and_a_tarball(tmp_path):
-    root = _fake_imagenet(tmp_path / "imagenet")
-    train = vd.imagenet_subset(root, "train", 2, seed=1, size=16)
-    assert train.images.shape == (6, 16, 16, 3) and train.images.dtype == np.float32
-    assert train.class_names == ("n001", "n002", "n003")  # sorted wnids = Keras' class ids
-    assert list(train.labels) == [0, 0, 1, 1, 2, 2]
-    assert 0 <= train.images.min() and train.images.max() <= 1
-    val = vd.imagenet_subset(root, "test", 5, seed=1, size=16)  # fewer than asked: all 3
-    assert np.bincount(val.labels).tolist() == [3, 3, 3]
-    archive = tmp_path / "imagenet.tar.gz"
-    with tarfile.open(archive, "w:gz") as tar:
-        tar.add(root, arcname="imagenet")
-    from_tar = vd.imagenet_subset(archive, "train", 2, seed=1, size=16)
-    np.testing.assert_array_equal(from_tar.images, train.images)
-    np.testing.assert_array_equal(from_tar.labels, train.labels)
-    with pytest.raises(ValueError, match="no images under"):
-        vd.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
-
-
 def test_tables_average_and_matching_specific_column():
     rng = np.random.default_rng(0)
     keys = ["none", "versatile", "random_resize", "pd_wd", "sr_wd"] + [
@@ -269,16 +235,6 @@ def test_tables_average_and_matching_specific_column():
             np.mean([acc[("tensor", row, f"specific_{a}")] for a in vd.TRAIN_ATTACKS]))
     md = vd.table_markdown(table2, "T2", ["a note"])
     assert "| PGD" in md and "(86.8)" in md and "a note" in md
-
-
-def test_png_roundtrip_quantises_to_8_bits():
-    rng = np.random.default_rng(0)
-    for channels in (1, 3):
-        x = rng.uniform(0, 1, (3, 8, 8, channels)).astype(np.float32)
-        back = vd.png_roundtrip(x)
-        assert back.shape == x.shape and back.dtype == np.float32
-        np.testing.assert_allclose(back * 255, np.round(back * 255), atol=1e-4)
-        assert np.abs(back - x).max() <= 0.5 / 255 + 1e-6
 
 
 def test_bpda_eot_pgd_with_the_identity_is_pgd(model, trained):

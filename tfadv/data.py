@@ -24,6 +24,7 @@ import pickle
 import tarfile
 import tempfile
 import zlib
+from collections import defaultdict
 from pathlib import Path
 from typing import NamedTuple
 
@@ -59,7 +60,7 @@ def load(source: str, split: str = "train", *, data_dir: str | None = None,
     if source == "digits":
         return _load_digits(split)
     path = Path(os.path.expanduser(source))
-    if source.startswith("tfds:") or (not path.exists() and _looks_like_tfds_name(source)):
+    if is_tfds_name(source):
         return _load_tfds(source.removeprefix("tfds:"), split, data_dir)
     if not path.exists():
         raise ValueError(
@@ -114,9 +115,13 @@ def _load_digits(split: str) -> ImageSet:
     return ImageSet(images[idx], labels[idx], tuple(str(i) for i in range(10)))
 
 
-def _looks_like_tfds_name(source: str) -> bool:
-    return "/" not in source and "." not in source.split(":")[0] and not source.endswith(
-        (".tar", ".gz", ".tgz"))
+def is_tfds_name(source: str) -> bool:
+    """True for ``tfds:NAME`` and for a bare name (no path, no suffix) that is not a file."""
+    source = str(source)
+    if source.startswith("tfds:"):
+        return True
+    return (not Path(os.path.expanduser(source)).exists() and "/" not in source
+            and "." not in source.split(":")[0] and not source.endswith((".tar", ".gz", ".tgz")))
 
 
 def _load_tfds(name: str, split: str, data_dir: str | None) -> ImageSet:
@@ -334,3 +339,142 @@ def array_digest(array: np.ndarray) -> str:
     array = np.ascontiguousarray(array)
     blob = f"{array.shape}{array.dtype}".encode() + array.tobytes()
     return hashlib.sha256(blob).hexdigest()[:16]
+
+
+def cached_shards(folder: str | os.PathLike, n: int, shard_size: int, compute, *,
+                  dtype="float32", log: dict | None = None) -> np.ndarray:
+    """``compute(start, stop, shard_index)`` for each shard of ``n`` items, each cached as
+    ``folder/shardNNNNN.npz`` (atomic writes): a killed run keeps its finished shards.
+    ``dtype``: how shards are stored (float16 halves the disk of [0, 1] images); the result
+    is float32. ``log``, when given, collects shard paths in its "generated" and "reused" sets.
+    """
+    log = log if log is not None else {}
+    generated, reused = log.setdefault("generated", set()), log.setdefault("reused", set())
+    parts = []
+    for i, start in enumerate(range(0, n, shard_size)):
+        stop = min(n, start + shard_size)
+        path = Path(folder) / f"shard{i:05d}.npz"
+        if not path.exists():
+            generated.add(path)
+        elif path not in generated:
+            reused.add(path)
+        parts.append(cached_arrays(path, lambda: {  # "x_adv": the key of existing caches
+            "x_adv": np.asarray(compute(start, stop, i)).astype(dtype)})["x_adv"])
+    return np.concatenate(parts).astype(np.float32)
+
+
+def resize(data: ImageSet, size: int) -> ImageSet:
+    """``data`` with its images resized to ``size`` x ``size`` (area when shrinking,
+    bilinear when growing), clipped to [0, 1]; unchanged when already that size."""
+    if data.images.shape[1:3] == (size, size):
+        return data
+    import tensorflow as tf
+    method = "area" if data.images.shape[1] > size else "bilinear"
+    x = np.clip(tf.image.resize(data.images, (size, size), method=method).numpy(), 0, 1)
+    return data._replace(images=x.astype(np.float32))
+
+
+def png_roundtrip(x: np.ndarray) -> np.ndarray:
+    """Each image saved as an 8-bit PNG (rounded to the nearest level) and read back, as a
+    user saving adversarial images to disk would (paper 003, section 3.4.1)."""
+    from PIL import Image
+    out = np.empty_like(x, dtype=np.float32)
+    for i, image in enumerate(np.asarray(x)):
+        levels = np.round(np.clip(image, 0, 1) * 255).astype(np.uint8)
+        buffer = io.BytesIO()
+        Image.fromarray(levels[..., 0] if levels.shape[-1] == 1 else levels).save(buffer, "PNG")
+        buffer.seek(0)
+        with Image.open(buffer) as img:
+            out[i] = np.asarray(img, np.float32).reshape(image.shape) / 255.0
+    return out
+
+
+# ---------------------------------------------------------------------------- ImageNet subsets
+
+def imagenet_subset(source: str, split: str, per_class: int, *, seed: int, size: int,
+                    data_dir: str | None = None) -> ImageSet:
+    """``per_class`` random images of each class of ImageNet's train or validation split,
+    resized to ``size`` x ``size`` (paper 003's 256).
+
+    ``source``: a folder with ``train/<wnid>/*.JPEG`` and ``val/<wnid>/*.JPEG`` (or
+    ``validation/``), a .tar/.tar.gz of one (only the picked members are decoded), or a
+    tensorflow-datasets name (``imagenet2012``; one pass over the split, reservoir-sampled
+    per class, ``data_dir`` holding it or its manual download). Only the picked images are
+    decoded: ImageNet never has to fit in memory.
+    """
+    split_names = ("train",) if split == "train" else ("val", "validation")
+    if is_tfds_name(source):
+        raw, labels, class_names = _imagenet_tfds(str(source).removeprefix("tfds:"), split,
+                                                  per_class, seed, data_dir)
+    else:
+        path = Path(source).expanduser()
+        if path.is_dir():
+            files = [f.relative_to(path).as_posix() for f in path.rglob("*")
+                     if f.suffix.lower() in IMAGE_SUFFIXES]
+            chosen, class_names = _choose_per_class(files, split_names, per_class, seed)
+            raw = [(path / p).read_bytes() for p, _ in chosen]
+        else:
+            with tarfile.open(path) as tar:
+                members = {m.name.removeprefix("./"): m for m in tar.getmembers()
+                           if m.isfile() and m.name.lower().endswith(IMAGE_SUFFIXES)}
+                chosen, class_names = _choose_per_class(list(members), split_names, per_class,
+                                                        seed)
+                by_offset = sorted((members[p].offset_data, p) for p, _ in chosen)
+                read = {p: tar.extractfile(members[p]).read() for _, p in by_offset}
+            raw = [read[p] for p, _ in chosen]
+        labels = [label for _, label in chosen]
+    images = np.stack([_decode_resized(r, size) for r in raw])
+    return ImageSet(images.astype(np.float32) / 255.0, np.asarray(labels, np.int64),
+                    tuple(class_names))
+
+
+def _decode_resized(raw: bytes, size: int) -> np.ndarray:
+    from PIL import Image
+    with Image.open(io.BytesIO(raw)) as img:
+        return np.asarray(img.convert("RGB").resize((size, size), Image.BILINEAR), np.uint8)
+
+
+def _choose_per_class(paths, split_names, per_class, seed):
+    """(path, label) of ``per_class`` random files of each class under ``<split>/<class>/``."""
+    by_class = defaultdict(list)
+    for p in paths:
+        parts = p.split("/")
+        if len(parts) >= 3 and parts[-3] in split_names:
+            by_class[parts[-2]].append(p)
+    if not by_class:
+        raise ValueError(f"no images under a {'/'.join(split_names)}/<class>/ folder")
+    class_names = tuple(sorted(by_class))  # sorted wnids = Keras' ImageNet class ids
+    rng = np.random.default_rng(seed)
+    chosen = []
+    for label, name in enumerate(class_names):
+        members = sorted(by_class[name])
+        picks = rng.choice(len(members), min(per_class, len(members)), replace=False)
+        chosen += [(members[i], label) for i in sorted(picks)]
+    return chosen, class_names
+
+
+def _imagenet_tfds(name, split, per_class, seed, data_dir):
+    import tensorflow_datasets as tfds
+    builder = tfds.builder(name, data_dir=data_dir)
+    if not builder.is_prepared():
+        print(f"tensorflow-datasets: preparing {name} from the manual download (hours)",
+              flush=True)
+        builder.download_and_prepare()
+    ds = builder.as_dataset(split="train" if split == "train" else "validation",
+                            decoders={"image": tfds.decode.SkipDecoding()}, shuffle_files=False)
+    rng = np.random.default_rng(seed)
+    seen, keep = defaultdict(int), defaultdict(list)
+    for example in tfds.as_numpy(ds):  # reservoir sampling, per class
+        c = int(example["label"])
+        seen[c] += 1
+        if len(keep[c]) < per_class:
+            keep[c].append(example["image"])
+        else:
+            j = int(rng.integers(seen[c]))
+            if j < per_class:
+                keep[c][j] = example["image"]
+    raw, labels = [], []
+    for c in sorted(keep):
+        raw += keep[c]
+        labels += [c] * len(keep[c])
+    return raw, labels, tuple(builder.info.features["label"].names)

@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import time
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -226,6 +228,52 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
         if stop_after_steps is not None and int(step.numpy()) >= stop_after_steps:
             return history
     return history
+
+
+def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id: str,
+                 features: keras.Model | None, model_dir: str | os.PathLike,
+                 base_filters: int = 64, batch_size: int = 1, epochs: int = 100,
+                 steps: str = "multi", learning_rate: float = 2e-4, beta_1: float = 0.5,
+                 seed: int = 0, precision: str = "float32", verbose: bool = True):
+    """The purifier ``name`` (a pix2pix generator) trained on these pairs once and cached as
+    ``model_dir/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and history);
+    returns ``(generator, path, history, trained_now)``.
+
+    ``pairs_id`` names the training pairs (a digest of them) and, with every setting here and
+    the feature network's description, makes the cache key. While training, a checkpoint
+    beside the file is written every epoch: a killed run continues where it stopped.
+    ``verbose``: progress bars and per-epoch losses (the start is always printed).
+    """
+    from tfadv import models
+    from tfadv.data import atomic_write
+    from tfadv.models import perceptual, pix2pix
+    described = perceptual.describe(features)
+    settings = {"name": name, "pairs": pairs_id, "shape": list(x_adv.shape[1:]),
+                "base_filters": base_filters, "batch_size": batch_size, "epochs": epochs,
+                "steps": steps, "learning_rate": learning_rate, "beta_1": beta_1, "seed": seed,
+                "precision": precision,
+                "perceptual": {k: described[k] for k in ("network", "weights", "layers")}}
+    path = Path(model_dir) / f"purifier_{name}-{models.config_key(settings)}.keras"
+    info_path = path.with_suffix(".json")
+    if path.exists():
+        history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
+        return models.load(path), path, history, False
+    print(f"training purifier {name} on {len(x_adv)} pairs ({epochs} epochs, batch "
+          f"{batch_size}, {steps}-step loss weights)", flush=True)
+    keras.utils.set_random_seed(seed)
+    shape = tuple(x_adv.shape[1:])
+    generator = pix2pix.unet_generator(shape, base_filters=base_filters, name=f"purifier_{name}")
+    discriminator = pix2pix.patchgan_discriminator(shape, base_filters=base_filters)
+    history = train_purifier(
+        x_adv, x_clean, generator=generator, discriminator=discriminator, features=features,
+        epochs=epochs, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
+        beta_1=beta_1, seed=seed, ckpt_dir=path.with_suffix(".ckpt"),
+        log_dir=path.with_suffix(""), verbose=verbose)
+    models.save(generator, path)
+    atomic_write(info_path, lambda f: f.write(json.dumps(
+        {"settings": settings, "history": history}, indent=1).encode()))
+    shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)  # the .keras is the cache now
+    return generator, path, history, True
 
 
 def purify(generator: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:

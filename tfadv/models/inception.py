@@ -17,7 +17,10 @@ IMAGE_SIZE = 299
 
 
 def inception_v3(weights: str | None = "imagenet", num_classes: int = 1000,
-                 image_size: int = IMAGE_SIZE) -> keras.Model:
+                 image_size: int = IMAGE_SIZE, input_size: int | None = None) -> keras.Model:
+    """Inception-v3 logits for [0, 1] images. ``input_size``: the model takes images of that
+    size and resizes them to ``image_size`` inside (bilinear, float32), so attacks and
+    purifiers work at another size (paper 003: 256x256 images, 299 for the network)."""
     if weights not in (None, "imagenet") and not Path(weights).is_file():
         raise ValueError(f"Inception-v3 weights file not found: {weights}. Pass 'imagenet' "
                          "(needs internet), the path of a keras.applications weights file, "
@@ -38,4 +41,10 @@ def inception_v3(weights: str | None = "imagenet", num_classes: int = 1000,
         except Exception as err:
             raise ValueError(f"cannot load Inception-v3 weights from {weights}: {err}") from err
     logits = layers.Activation("linear", dtype="float32", name="logits")(backbone(x))
-    return keras.Model(inputs, logits, name="inception_v3")
+    model = keras.Model(inputs, logits, name="inception_v3")
+    if input_size is None or input_size == image_size:
+        return model
+    outer = keras.Input((input_size, input_size, 3), name="pixels")
+    resized = layers.Resizing(image_size, image_size, interpolation="bilinear", dtype="float32",
+                              name=f"resize_to_{image_size}")(outer)
+    return keras.Model(outer, model(resized), name=f"inception_v3_from_{input_size}")
