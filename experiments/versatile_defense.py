@@ -193,6 +193,10 @@ _PAPER = dict(
     robust_iterations=[10, 20, 30, 40, 50, 60, 70, 80, 90, 100], robust_n=0, quality_n=1000,
     # beyond the paper: adaptive PGD (the paper's PGD settings) through defense + classifier
     adaptive_n=500, adaptive_nb_iter=PAPER_NB_ITER, adaptive_eot=8,
+    # beyond the paper: after every epoch, the accuracy each purifier recovers on the first
+    # monitor_n test images attacked by its attack(s) is logged (purifier_training.csv);
+    # nothing is chosen with it (the last epoch's purifier is the one evaluated)
+    monitor_n=200,
     # TensorFlow op determinism: the same seed gives the same purifiers. Off for the GPU
     # preset (slower there, and some GPU kernels have no deterministic version).
     deterministic=False,
@@ -215,7 +219,7 @@ _CIFAR = dict(
     base_filters=32, batch_size=16, epochs=12, learning_rate=1e-3, perceptual="classifier",
     sr_images=5000, sr_epochs=5, sr_batch_size=32, sr_filters=32, sr_blocks=4,
     robust_iterations=[10, 25, 50, 100], robust_n=100, quality_n=0,
-    adaptive_n=100, adaptive_eot=4,
+    adaptive_n=100, adaptive_eot=4, monitor_n=500,
 )
 
 # Small classifiers for quick/smoke: a tiny CNN, trained here (cached). On digits these are
@@ -241,6 +245,7 @@ _SMOKE = dict(
     epochs=3, sr_epochs=1, sr_filters=8, sr_blocks=1,
     robust_eps=[_DIGITS_EPS * 2 / 16, _DIGITS_EPS * 10 / 16],
     robust_iterations=[2, 5], robust_n=10, adaptive_n=10, adaptive_nb_iter=3, adaptive_eot=2,
+    monitor_n=1000,  # every test image: the last epoch's number must equal Table 1's cell
 )
 PRESETS = {"smoke": _SMOKE, "quick": _DIGITS, "cifar": _CIFAR, "paper": _PAPER}
 # quick/smoke with --data other than digits (e.g. CIFAR-10): a tiny CNN on 10,000 images.
@@ -492,7 +497,7 @@ def perceptual_network(config, classifier, classifier_name):
 
 
 def train_or_load_purifier(name, x_adv, x_clean, config, features, pairs_id, cache: Path,
-                           events: dict):
+                           events: dict, monitor=None):
     """The purifier ``name`` from the cache, or trained now (resumable) and cached."""
     from tfadv.defenses import purifier
     generator, path, history, trained = purifier.train_cached(
@@ -500,13 +505,24 @@ def train_or_load_purifier(name, x_adv, x_clean, config, features, pairs_id, cac
         model_dir=cache / "models", base_filters=config["base_filters"],
         batch_size=config["batch_size"], epochs=config["epochs"], steps=config["steps"],
         learning_rate=config["learning_rate"], beta_1=config["beta_1"], seed=config["seed"],
-        precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"))
+        precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"),
+        monitor=monitor)
     events["purifiers_trained" if trained else "purifiers_cached"].append(name)
     if trained and history:
         last = history[-1]
         print(f"  purifier {name}: L1 {last['gen_l1']:.4f}, perceptual {last['gen_perc']:.4f}, "
               f"GAN {last['gen_gan']:.3f} in the last epoch", flush=True)
     return generator, path, history
+
+
+def recovered_accuracy_monitor(classifier, x_adv, y):
+    """``monitor(generator)`` for purifier training: the accuracy (%) of the classifier on
+    ``x_adv`` purified by the generator as it is at the end of an epoch."""
+    from tfadv.defenses.purifier import purify
+    if x_adv is None or not len(y):
+        return None
+    return lambda generator: {"recovered_accuracy": _accuracy(classifier, purify(generator, x_adv),
+                                                              y)}
 
 
 def sr_network(images, config, cache: Path, events: dict):
@@ -744,6 +760,17 @@ def run(config: dict, out: Path, timer) -> dict:
     # Training pairs: every training image attacked by each of the six attacks (cached in
     # shards). The attack-specific purifier of an attack trains on all of them; the versatile
     # one on the same images, each attacked by the attack ``assign`` gives it.
+    # The monitor (beyond the paper): each purifier's recovered accuracy after every epoch on
+    # the first monitor_n test images attacked by its attack (the versatile one: image i by
+    # the (i mod 6)-th attack). The test sets are cached and used again for Tables 1-2.
+    n_monitor = min(config["monitor_n"], n_test)
+    x_monitor = {}
+    for attack in TRAIN_ATTACKS if n_monitor else ():
+        with timer("adversarial_test"):
+            x_monitor[attack] = adversarial_set("test", attack, params[attack], classifier,
+                                                classifier_id, test.images, y_test,
+                                                test_digest, config, cache, events)[:n_monitor]
+    y_monitor = y_test[:n_monitor]
     purifiers, purifier_paths, histories, set_keys = {}, {}, {}, []
     x_versatile = np.empty_like(train.images)
     for a_index, attack in enumerate(TRAIN_ATTACKS):
@@ -757,14 +784,18 @@ def run(config: dict, out: Path, timer) -> dict:
         with timer("purifiers"):
             purifiers[attack], purifier_paths[attack], histories[attack] = \
                 train_or_load_purifier(attack, x_adv, train.images, config, features,
-                                       set_keys[-1], cache, events)
+                                       set_keys[-1], cache, events, recovered_accuracy_monitor(
+                                           classifier, x_monitor.get(attack), y_monitor))
         del x_adv
     with timer("purifiers"):
         pairs_id = f"versatile:{data.array_digest(x_versatile)}"
+        x_mixed = np.stack([x_monitor[TRAIN_ATTACKS[i % len(TRAIN_ATTACKS)]][i]
+                            for i in range(n_monitor)]) if n_monitor else None
         purifiers["versatile"], purifier_paths["versatile"], histories["versatile"] = \
             train_or_load_purifier("versatile", x_versatile, train.images, config, features,
-                                   pairs_id, cache, events)
-    del x_versatile
+                                   pairs_id, cache, events, recovered_accuracy_monitor(
+                                       classifier, x_mixed, y_monitor))
+    del x_versatile, x_monitor
     with timer("sr_network"):
         sr_images = train.images if not config["sr_images"] else data.subset(
             train_full, n=min(config["sr_images"], len(train_full.labels)),
@@ -836,6 +867,21 @@ def run(config: dict, out: Path, timer) -> dict:
             "of the six, as the paper). Baselines: transforms.py (Xie et al. random resize + "
             "pad, resized back; Prakash et al. deflection scaled to the image size + wavelet "
             "denoising; wavelet denoising + the suite's x2 SR network, resized back)."]))
+    training = pd.DataFrame([{"purifier": "versatile" if k == "versatile" else
+                              f"specific_{k}", **record}
+                             for k, history in histories.items() for record in history])
+    monitored = "recovered_accuracy" in training
+    report.save_table(training, out, "purifier_training", (
+        "### Purifier training, epoch by epoch (beyond the paper)\n\nLosses are epoch means "
+        "(gen_l1 in [0, 1] pixel units, gen_perc the perceptual term before lambda_perc). "
+        + (f"recovered_accuracy: the classifier's accuracy (%) on the first {n_monitor} test "
+           "images attacked by the purifier's attack (versatile: image i by the (i mod 6)-th "
+           "of the six), purified by the purifier as it was at the end of the epoch; logged "
+           "only, nothing is chosen with it. " if monitored else
+           "No recovered_accuracy column: monitor_n is 0 or the purifiers came from a cache "
+           "made without it. ")
+        + f"Schedule: {plan_text(config)}.\n\n"
+        f"{training.to_markdown(index=False, floatfmt='.4g')}\n\n" + "\n\n".join(notes) + "\n"))
     quality = pd.DataFrame(quality_rows)
     report.save_table(quality, out, "quality", (
         f"### Fig 3: purified vs clean images ({n_quality} images per row)\n\nMAE in [0, 1] "

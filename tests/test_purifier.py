@@ -412,3 +412,24 @@ def test_train_cached_trains_once_then_loads(tmp_path):
     np.testing.assert_array_equal(purifier.purify(again, x_adv), purifier.purify(generator, x_adv))
     other = purifier.train_cached("toy", x_adv, x_clean, **dict(settings, pairs_id="other"))
     assert other[3] and other[1] != path  # other pairs: another cache entry
+
+
+def test_monitor_joins_every_epoch_record_and_the_log(tmp_path):
+    x_adv, x_clean = _toy_pairs(4, 8)
+    generator, discriminator = _networks(8, base_filters=4)
+    seen = []
+
+    def monitor(g):
+        seen.append(g is generator)
+        return {"mean_output": float(np.mean(purifier.purify(g, x_adv)))}
+
+    history = purifier.train_purifier(x_adv, x_clean, generator=generator,
+                                      discriminator=discriminator, features=None, epochs=2,
+                                      batch_size=2, log_dir=tmp_path, verbose=False,
+                                      monitor=monitor)
+    assert seen == [True, True]
+    assert [sorted(r) for r in history] == [sorted(history[0])] * 2
+    assert history[-1]["mean_output"] == pytest.approx(
+        float(np.mean(purifier.purify(generator, x_adv))))
+    logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
+    assert [r["mean_output"] for r in logged] == [r["mean_output"] for r in history]

@@ -22,7 +22,8 @@ from experiments import versatile_defense as vd
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
-                                        "quality", "robustness", "table_adaptive")
+                                        "quality", "robustness", "table_adaptive",
+                                        "purifier_training")
            for ext in ("csv", "md")] + ["visual.png", "robustness.png", "quality.png",
                                         "run.json"]
 ROW_LABELS = [vd.LABELS[r] for r in vd.ROWS] + ["Average"]
@@ -116,6 +117,25 @@ def test_quality_robustness_and_adaptive_tables(smoke):
                        adaptive[adaptive.attack_saw_defense].method))
     assert "EOT" in methods["random_resize"] and "BPDA" in methods["sr_wd"]
     assert "full gradients" in methods["versatile"]
+
+
+def test_purifier_training_log_has_every_epoch_and_the_monitor(smoke):
+    training = pd.read_csv(smoke["first"] / "purifier_training.csv")
+    config = vd.PRESETS["smoke"]
+    assert set(training.purifier) == {"versatile"} | {f"specific_{a}" for a in vd.TRAIN_ATTACKS}
+    assert (training.groupby("purifier").epoch.apply(list) ==
+            [list(range(1, config["epochs"] + 1))] * 7).all()
+    assert sorted(training.lambda_perc.unique()) == [1.0, 50.0, 100.0]
+    assert training.recovered_accuracy.between(0, 100).all()
+    # smoke monitors every test image, so the last epoch's number is Table 1's cell (the
+    # purifier evaluated is the one of the last epoch)
+    table1 = pd.read_csv(smoke["first"] / "table1_generalizability.csv")
+    for attack in ("pgd", "cw_l2"):
+        cell = table1[(table1.evaluation == "tensor") & (table1.attack == vd.LABELS[attack])
+                      & (table1.defense_key == f"specific_{attack}")].accuracy.item()
+        last = training[training.purifier == f"specific_{attack}"].recovered_accuracy.iloc[-1]
+        assert last == pytest.approx(cell)
+    assert "logged only" in (smoke["first"] / "purifier_training.md").read_text()
 
 
 def test_run_json_has_schedule_perceptual_and_provenance(smoke):

@@ -139,7 +139,7 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
                    beta_1: float = 0.5, seed: int = 0,
                    ckpt_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
                    log_dir: str | os.PathLike | None = None, verbose: bool = True,
-                   stop_after_steps: int | None = None) -> list[dict]:
+                   stop_after_steps: int | None = None, monitor=None) -> list[dict]:
     """Trains ``generator`` to map ``x_adv[i]`` to ``x_clean[i]`` (pix2pix + perceptual loss,
     loss weights from :func:`loss_weights`); returns one record per epoch.
 
@@ -148,8 +148,11 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
     perceptual term. ``ckpt_dir`` makes the run resumable (checkpoint at every epoch's end
     and every ``checkpoint_every`` steps); ``log_dir`` gets ``train_log.jsonl``.
     ``stop_after_steps`` ends the call early after that many global steps, as if the process
-    were killed (tests, time limits). Log records count epochs from 1 (completed epochs, as
-    ``fit``); the schedule's epoch index is 0-based as in the paper.
+    were killed (tests, time limits). ``monitor(generator) -> dict`` is called after every
+    epoch and its numbers join the epoch's record (e.g. the accuracy the purifier recovers on
+    held-out attacked images); it must not change the generator. Log records count epochs
+    from 1 (completed epochs, as ``fit``); the schedule's epoch index is 0-based as in the
+    paper.
     """
     shape = tuple(generator.input_shape[1:])
     x_adv = _checked_images(x_adv, shape, "x_adv")
@@ -215,6 +218,8 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
         record = {"epoch": epoch + 1, "step": int(step.numpy()), "lambda_pix": lambda_pix,
                   "lambda_perc": lambda_perc, **dict(zip(LOSS_NAMES, _means(running))),
                   "seconds": round(time.time() - tic, 2)}
+        if monitor is not None:
+            record.update({k: float(v) for k, v in monitor(generator).items()})
         running.assign(tf.zeros_like(running))
         history.append(record)
         if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
@@ -234,7 +239,8 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
                  features: keras.Model | None, model_dir: str | os.PathLike,
                  base_filters: int = 64, batch_size: int = 1, epochs: int = 100,
                  steps: str = "multi", learning_rate: float = 2e-4, beta_1: float = 0.5,
-                 seed: int = 0, precision: str = "float32", verbose: bool = True):
+                 seed: int = 0, precision: str = "float32", verbose: bool = True,
+                 monitor=None):
     """The purifier ``name`` (a pix2pix generator) trained on these pairs once and cached as
     ``model_dir/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and history);
     returns ``(generator, path, history, trained_now)``.
@@ -243,6 +249,8 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
     the feature network's description, makes the cache key. While training, a checkpoint
     beside the file is written every epoch: a killed run continues where it stopped.
     ``verbose``: progress bars and per-epoch losses (the start is always printed).
+    ``monitor``: as :func:`train_purifier`'s; it only adds to the log, so it is not part of
+    the cache key (a purifier loaded from the cache has the history it was trained with).
     """
     from tfadv import models
     from tfadv.data import atomic_write
@@ -268,7 +276,7 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
         x_adv, x_clean, generator=generator, discriminator=discriminator, features=features,
         epochs=epochs, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
         beta_1=beta_1, seed=seed, ckpt_dir=path.with_suffix(".ckpt"),
-        log_dir=path.with_suffix(""), verbose=verbose)
+        log_dir=path.with_suffix(""), verbose=verbose, monitor=monitor)
     models.save(generator, path)
     atomic_write(info_path, lambda f: f.write(json.dumps(
         {"settings": settings, "history": history}, indent=1).encode()))
