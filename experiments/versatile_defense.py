@@ -30,7 +30,9 @@ headers are restored from Table 2 (see PAPER_TABLE1); purifiers run in inference
 test-time dropout); the random baselines draw afresh for every table row.
 
 Commands (``--steps=multi``, the default, is the paper's schedule; ``--steps=single`` the fixed
-weights it compares against; ``--plan`` prints the resolved settings and exits):
+weights it compares against; ``--steps=constant``, not the paper's, keeps lambda_perc = 100
+throughout, results under ``<preset>-steps_<steps>``; ``--plan`` prints the resolved settings
+and exits):
 
     python -m experiments.versatile_defense --steps=multi   # paper on a GPU/TPU, else quick
     python -m experiments.versatile_defense --preset=cifar --data=../shared/data/cifar10-jpeg.tar.gz
@@ -93,9 +95,10 @@ from absl import app, flags
 
 from experiments import adversarial_finetuning, common
 
-flags.DEFINE_enum("steps", "multi", ["multi", "single"],
+flags.DEFINE_enum("steps", "multi", ["multi", "single", "constant"],
                   "purifier loss weights (paper 3.2): multi = lambda_perc 100/50/1 over 40/30/30% "
-                  "of the epochs, single = a fixed (lambda_pix, lambda_perc) = (100, 1)")
+                  "of the epochs, single = a fixed (lambda_pix, lambda_perc) = (100, 1); "
+                  "constant (not the paper's) = (100, 100) throughout")
 flags.DEFINE_bool("png_roundtrip", False, "also evaluate Tables 1-2 after a PNG save and "
                   "reload of the attacked images (paper 3.4.1); rows with evaluation=png")
 flags.DEFINE_string("inception_weights", "imagenet", "paper preset: Inception-v3 weights, "
@@ -708,6 +711,9 @@ def main(argv):
         print(f"{EXPERIMENT}: no --preset given: picked '{picked}' because {reason}",
               flush=True)
     presets = presets_for(FLAGS.data)
+    if FLAGS.out is None and FLAGS.steps != "multi":  # beside the paper schedule's results
+        FLAGS.out = str(common.PROJECT_ROOT / "results" / EXPERIMENT /
+                        f"{FLAGS.preset or picked}-steps_{FLAGS.steps}")
     if FLAGS.plan:  # nothing to build: resolve and print only
         config = common.resolve_config(presets, EXPERIMENT, picked)
         config.update(steps=FLAGS.steps, png_roundtrip=FLAGS.png_roundtrip)

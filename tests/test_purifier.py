@@ -162,6 +162,9 @@ def test_single_step_schedule_and_bad_arguments():
         assert purifier.schedule_table(epochs, "single") == [
             {"phase": 1, "first_epoch": 0, "last_epoch": epochs - 1, "epochs": epochs,
              "lambda_pix": 100.0, "lambda_perc": 1.0}]
+    for epochs in (1, 12):  # not the paper's: the first phase's weights throughout
+        assert set(_epochs_of(epochs, "constant")) == {(100.0, 100.0)}
+        assert len(purifier.schedule_table(epochs, "constant")) == 1
     with pytest.raises(ValueError, match="steps"):
         purifier.loss_weights(0, 10, "two")
     with pytest.raises(ValueError, match="epoch"):

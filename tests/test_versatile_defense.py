@@ -188,6 +188,9 @@ def test_steps_single_changes_the_logged_schedule():
     assert "multi-step" in multi and "lambda_perc=50" in multi
     assert "single-step" in single and "lambda_perc=50" not in single
     assert "epochs 0-2: lambda_pix=100, lambda_perc=1" in single
+    constant = _ok(run_module("--preset=smoke", "--plan", "--steps=constant")).stdout
+    assert "epochs 0-2: lambda_pix=100, lambda_perc=100" in constant
+    assert "smoke-steps_constant" in constant  # its results do not overwrite the paper's
 
 
 def test_paper_preset_without_data_or_weights_fails_at_once(tmp_path):

@@ -14,7 +14,11 @@ Objective (paper eqs. 1-4, pix2pix + perceptual loss after Zhang & Sakurai 2021)
 
 Loss weights (paper 3.2, "multi-step"): lambda_pix = 100 throughout; lambda_perc = 100 for
 the first 40% of the epochs, 50 for the next 30%, 1 for the last 30% (100 epochs: 0-39,
-40-69, 70-99). "single" is the fixed (100, 1) the paper compares against.
+40-69, 70-99). "single" is the fixed (100, 1) the paper compares against. "constant" (not
+the paper's) keeps the first phase's (100, 100) for every epoch: with a perceptual network
+whose feature differences are small next to VGG19's (the classifier-features substitute used
+offline), the last phase's lambda_perc = 1 all but drops the term; this schedule measures
+what that costs (notes/RESULTS.md, paper 003).
 :func:`schedule_table` lists the phases for any number of epochs.
 
 Training follows :func:`tfadv.models.train.fit`: one compiled step, Adam(2e-4, beta_1 0.5) for
@@ -43,7 +47,7 @@ LAMBDA_PIX = 100.0
 # (share of the epochs, lambda_perc) of the multi-step schedule, paper section 3.2.
 MULTI_STEP_PHASES = ((0.4, 100.0), (0.3, 50.0), (0.3, 1.0))
 SINGLE_STEP_LAMBDA_PERC = 1.0
-STEPS = ("multi", "single")
+STEPS = ("multi", "single", "constant")
 LOSS_NAMES = ("gen_gan", "gen_l1", "gen_perc", "gen_total", "disc_loss")
 
 
@@ -58,7 +62,8 @@ def _phase_ends(epochs: int) -> tuple[int, int]:
 
 def _check_schedule(epochs, steps):
     if steps not in STEPS:
-        raise ValueError(f"steps must be one of {STEPS} (paper 003 section 3.2), got {steps!r}")
+        raise ValueError(f"steps must be one of {STEPS} (multi, single: paper 003 section "
+                         f"3.2), got {steps!r}")
     if not isinstance(epochs, (int, np.integer)) or epochs < 1:
         raise ValueError(f"epochs must be a positive integer, got {epochs!r}")
 
@@ -70,6 +75,8 @@ def loss_weights(epoch: int, epochs: int, steps: str = "multi") -> tuple[float, 
         raise ValueError(f"epoch must be in [0, {epochs}), got {epoch}")
     if steps == "single":
         return LAMBDA_PIX, SINGLE_STEP_LAMBDA_PERC
+    if steps == "constant":
+        return LAMBDA_PIX, MULTI_STEP_PHASES[0][1]
     end1, end2 = _phase_ends(epochs)
     phase = 0 if epoch < end1 else 1 if epoch < end2 else 2
     return LAMBDA_PIX, MULTI_STEP_PHASES[phase][1]
@@ -79,7 +86,7 @@ def schedule_table(epochs: int, steps: str = "multi") -> list[dict]:
     """The schedule's phases (empty ones left out), 0-based epochs as in the paper:
     for run.json and the training printout."""
     _check_schedule(epochs, steps)
-    bounds = [(0, epochs)] if steps == "single" else \
+    bounds = [(0, epochs)] if steps != "multi" else \
         list(zip((0, *_phase_ends(epochs)), (*_phase_ends(epochs), epochs)))
     rows = []
     for first, end in bounds:
