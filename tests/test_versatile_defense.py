@@ -25,7 +25,7 @@ OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_compa
                                         "quality", "robustness", "table_adaptive",
                                         "purifier_training")
            for ext in ("csv", "md")] + ["visual.png", "robustness.png", "quality.png",
-                                        "run.json"]
+                                        "purifier_training.png", "run.json"]
 ROW_LABELS = [vd.LABELS[r] for r in vd.ROWS] + ["Average"]
 
 

@@ -91,7 +91,8 @@ def plot_robustness(table: pd.DataFrame, path, subtitle: str) -> None:
                     ax.plot(line.nb_iter, line.accuracy, style, marker="o", color=f"C{j}",
                             label=f"{defense}, eps {eps * 255:.0f}/255")
         ax.set(title=attack, xlabel="iterations", ylabel="accuracy (%)", ylim=(-2, 102))
-        ax.legend(fontsize=7)
+        # below the axes: the curves can fill the whole plot
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=2)
     fig.suptitle(f"Fig 4: robustness to attack strength ({subtitle})", fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
@@ -141,5 +142,27 @@ def plot_visual(examples: list, class_names, path, subtitle: str) -> None:
             ax.set_title(f"{title}{label}", fontsize=7)
             ax.axis("off")
     fig.suptitle(f"Fig 5: clean / adversarial / purified ({subtitle})", fontsize=9)
+    save_figure(fig, path)
+    plt.close(fig)
+
+
+def plot_purifier_training(training: pd.DataFrame, path, subtitle: str) -> None:
+    """Beyond the paper: each purifier's recovered accuracy after every epoch (the
+    ``recovered_accuracy`` of the training log), with the loss-weight phases marked."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7, 4), layout="constrained")
+    for purifier, rows in training.groupby("purifier", sort=False):
+        ax.plot(rows.epoch, rows.recovered_accuracy, marker="o", markersize=3, label=purifier,
+                linewidth=2.5 if purifier == "versatile" else 1.2)
+    epochs = training.drop_duplicates("epoch").sort_values("epoch")
+    phase = (epochs.lambda_perc != epochs.lambda_perc.shift()).cumsum()  # 1, 1, 2, 2, 3, ...
+    for index, block in epochs.groupby(phase):
+        if index % 2:  # shade every other phase
+            ax.axvspan(block.epoch.min() - 0.5, block.epoch.max() + 0.5, alpha=0.08, color="C7")
+        ax.text(block.epoch.mean(), 101, f"lambda_perc={block.lambda_perc.iloc[0]:g}",
+                ha="center", fontsize=7)
+    ax.set(xlabel="epoch", ylabel="recovered accuracy (%)", ylim=(-2, 106))
+    ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.15), ncol=4)
+    fig.suptitle(f"Purifiers during training ({subtitle})", fontsize=10)
     save_figure(fig, path)
     plt.close(fig)
