@@ -417,6 +417,16 @@ def test_train_cached_trains_once_then_loads(tmp_path):
     assert other[3] and other[1] != path  # other pairs: another cache entry
 
 
+def test_train_cached_ignores_purifiers_of_an_older_training_version(tmp_path, monkeypatch):
+    x_adv, x_clean = _toy_pairs(4, 8)
+    settings = dict(pairs_id="toy", features=None, model_dir=tmp_path, base_filters=4,
+                    batch_size=2, epochs=1, seed=0)
+    _, old_path, _, _ = purifier.train_cached("toy", x_adv, x_clean, **settings)
+    monkeypatch.setattr(purifier, "TRAINING_VERSION", purifier.TRAINING_VERSION + 1)
+    _, new_path, _, trained = purifier.train_cached("toy", x_adv, x_clean, **settings)
+    assert trained and new_path != old_path
+
+
 def test_monitor_joins_every_epoch_record_and_the_log(tmp_path):
     x_adv, x_clean = _toy_pairs(4, 8)
     generator, discriminator = _networks(8, base_filters=4)

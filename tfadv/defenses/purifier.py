@@ -49,6 +49,10 @@ MULTI_STEP_PHASES = ((0.4, 100.0), (0.3, 50.0), (0.3, 1.0))
 SINGLE_STEP_LAMBDA_PERC = 1.0
 STEPS = ("multi", "single", "constant")
 LOSS_NAMES = ("gen_gan", "gen_l1", "gen_perc", "gen_total", "disc_loss")
+# Part of every cached purifier's key: bump it with any change to the networks or the training
+# that changes the weights for the same settings, or old caches would be loaded as new ones.
+# 2: a fresh initializer per layer in pix2pix (the purifiers before it are not reused).
+TRAINING_VERSION = 2
 
 
 def _phase_ends(epochs: int) -> tuple[int, int]:
@@ -263,7 +267,8 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
     from tfadv.data import atomic_write
     from tfadv.models import perceptual, pix2pix
     described = perceptual.describe(features)
-    settings = {"name": name, "pairs": pairs_id, "shape": list(x_adv.shape[1:]),
+    settings = {"version": TRAINING_VERSION, "name": name, "pairs": pairs_id,
+                "shape": list(x_adv.shape[1:]),
                 "base_filters": base_filters, "batch_size": batch_size, "epochs": epochs,
                 "steps": steps, "learning_rate": learning_rate, "beta_1": beta_1, "seed": seed,
                 "precision": precision,
