@@ -69,11 +69,12 @@ Resizing 31.2, PD+WD 28.0, SR+WD 40.9 (Table 1: 84-87 except the C&W-specific pu
 PGD that sees the versatile purifier brings it from 83% to 21% (table_adaptive).
 cifar (measured, notes/RESULTS.md): Table 2 averages versatile 38.5, attack-specific 40.0,
 Random Resizing 34.4, PD+WD 35.5, SR+WD 35.5: clean, C&W and DeepFool are restored (84-98%),
-the eps 16/255 Linf attacks are not (3-22%; paper 65-90%). Fig 4: versatile 87% / 56% / 20%
-at eps 2 / 5 / 10 (/255), flat in the iterations, as the paper. purifier_training shows why:
-every Linf purifier recovers 35-48% after the schedule's first two phases and loses most of
-it in the last (lambda_perc = 1), where the substitute perceptual term (the classifier's
-features, ~0.3) is negligible next to 100 x L1; ``--steps=constant`` keeps lambda_perc = 100.
+the eps 16/255 Linf attacks are not (Table 2: 3-16%; paper 80-90%). Fig 4: versatile 87% /
+56% / 20% at eps 2 / 5 / 10 (/255), flat in the iterations, as the paper. purifier_training
+shows why: every Linf purifier peaks at 35-48% during the schedule's first two phases and
+loses most of it in the last (lambda_perc = 1), where the substitute perceptual term (the
+classifier's features, ~0.3) is negligible next to 100 x L1; ``--steps=constant`` keeps
+lambda_perc = 100 (Table 2 averages 57.5 / 60.7).
 
 Runtime on the 2-core CPU: quick (digits) under 2 minutes from scratch (1 min 26 s measured,
 9 min when other jobs shared the CPU), 13 s when cached; smoke about 30 s; cifar 49 min
