@@ -117,13 +117,18 @@ def cw_l2(model, x, y, target=None, *, confidence: float = 0.0, learning_rate: f
     labels = y if target is None else target
     run = _Run(_compiled(model), target is not None, num_classes_of(model), confidence,
                learning_rate, max_iterations, abort_early)
+    return _in_batches(x, labels, batch_size, lambda xb, yb: run.l2_search(
+        xb, yb, np.ones(xb.shape[:3] + (1,), bool), np.full(len(xb), initial_const),
+        binary_search_steps)[0])
+
+
+def _in_batches(x, labels, batch_size, attack_batch):
+    """A copy of ``x`` with every batch of ``batch_size`` images replaced by
+    ``attack_batch(x_batch, labels_batch)``."""
     out = x.copy()
     for i in range(0, len(x), batch_size):
         part = slice(i, i + batch_size)
-        xp = x[part]
-        mask = np.ones(xp.shape[:3] + (1,), bool)
-        out[part] = run.l2_search(xp, labels[part], mask, np.full(len(xp), initial_const),
-                                  binary_search_steps)[0]
+        out[part] = attack_batch(x[part], labels[part])
     return out
 
 
@@ -373,12 +378,9 @@ def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
     labels = y if target is None else target
     run = _Run(_compiled(model), target is not None, num_classes_of(model), confidence,
                learning_rate, max_iterations, abort_early)
-    out = x.copy()
-    for i in range(0, len(x), batch_size):
-        part = slice(i, i + batch_size)
-        out[part] = _linf_batch(run, x[part], labels[part], initial_const, largest_const,
-                                const_factor, decrease_factor, tau_min, max_rounds)[0]
-    return out
+    return _in_batches(x, labels, batch_size, lambda xb, yb: _linf_batch(
+        run, xb, yb, initial_const, largest_const, const_factor, decrease_factor, tau_min,
+        max_rounds)[0])
 
 
 def _linf_batch(run, x, labels, initial_const, largest_const, const_factor, decrease_factor,
@@ -482,12 +484,8 @@ def cw_l0(model, x, y, target=None, *, confidence: float = 0.0, learning_rate: f
     labels = y if target is None else target
     run = _Run(_compiled(model), target is not None, num_classes_of(model), confidence,
                learning_rate, max_iterations, abort_early)
-    out = x.copy()
-    for i in range(0, len(x), batch_size):
-        part = slice(i, i + batch_size)
-        out[part] = _l0_batch(run, x[part], labels[part], binary_search_steps, initial_const,
-                              remove_fraction, max_rounds)
-    return out
+    return _in_batches(x, labels, batch_size, lambda xb, yb: _l0_batch(
+        run, xb, yb, binary_search_steps, initial_const, remove_fraction, max_rounds))
 
 
 _POLISH_PREFIXES = 32  # prefix lengths tried by the polish step (all of them up to 32 pixels)
