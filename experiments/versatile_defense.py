@@ -771,14 +771,18 @@ def run(config: dict, out: Path, timer) -> dict:
     # one on the same images, each attacked by the attack ``assign`` gives it.
     # The monitor (beyond the paper): each purifier's recovered accuracy after every epoch on
     # the first monitor_n test images attacked by its attack (the versatile one: image i by
-    # the (i mod 6)-th attack). The test sets are cached and used again for Tables 1-2.
+    # the (i mod 6)-th attack). The test sets are cached and read again for Tables 1-2; only
+    # copies of their first images are kept (a slice would keep each whole set in memory:
+    # 4 GB per attack in the paper preset).
     n_monitor = min(config["monitor_n"], n_test)
     x_monitor = {}
     for attack in TRAIN_ATTACKS if n_monitor else ():
         with timer("adversarial_test"):
-            x_monitor[attack] = adversarial_set("test", attack, params[attack], classifier,
-                                                classifier_id, test.images, y_test,
-                                                test_digest, config, cache, events)[:n_monitor]
+            x_test_adv = adversarial_set("test", attack, params[attack], classifier,
+                                         classifier_id, test.images, y_test, test_digest,
+                                         config, cache, events)
+        x_monitor[attack] = x_test_adv[:n_monitor].copy()
+        del x_test_adv
     y_monitor = y_test[:n_monitor]
     purifiers, purifier_paths, histories, set_keys = {}, {}, {}, []
     x_versatile = np.empty_like(train.images)
