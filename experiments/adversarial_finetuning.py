@@ -9,7 +9,10 @@ Command (the CIFAR-10 reproduction on a 2-core CPU; trains and caches the base m
     python -m experiments.adversarial_finetuning --preset=cifar --data=../shared/data/cifar10-jpeg.tar.gz
 
 Presets: smoke (digits, tiny CNN, seconds), quick (digits, minutes), cifar (CIFAR-10,
-ResNet-18 width 32, bf16 on AMX CPUs), paper (full-width ResNet-18, for a GPU).
+ResNet-18 width 32, bf16 on AMX CPUs), paper (full-width ResNet-18, for a GPU). The base
+models are zoo classifiers (``tfadv.models.zoo``: ``digits_tiny_cnn_smoke``,
+``digits_tiny_cnn``, ``cifar10_resnet18_w32``, ``cifar10_resnet18``); the presets hold paper
+001's protocol: attacks, fine-tuning, evaluation sizes.
 
 Expected numbers (paper, 1,000 images): base ORIG ~87%, FGSM ADV ~45% (ratio 0.51), JSMA ADV
 ~54% (ratio 0.62); AFT-FGSM ORIG ~76%, FGSM ADV ~51%, JSMA ADV ~62%; AFT-JSMA ORIG ~75%, FGSM
@@ -19,6 +22,8 @@ see jsma_budget.csv); AFT models ~60% clean at the paper's fine-tuning rate.
 
 Runtime on a 2-core CPU: cifar base model 42-58 min (once, cached), the rest 6 min; quick
 20 s; smoke a few seconds.
+
+From Python: ``run(dict(PRESETS["smoke"], preset="smoke", cache_dir=None), Path("out"))``.
 """
 
 from __future__ import annotations
@@ -37,11 +42,10 @@ PAPER_FGSM_EPS_NORMALISED = 0.01
 NORMALISATION_STD = 0.5
 FGSM_EPS = PAPER_FGSM_EPS_NORMALISED * NORMALISATION_STD
 
-# The paper's protocol; the presets below change only what they name.
+# The paper's protocol; the presets below change only what they name. The base model is a
+# zoo classifier: its training recipe lives in tfadv/models/zoo.py.
 _PAPER_PROTOCOL = dict(
-    data="cifar10", data_dir=None, seed=0, precision="auto",
-    # base model training
-    batch_size=128, learning_rate=1e-3, schedule="cosine", augment=True,
+    classifier="cifar10_resnet18", data="cifar10", data_dir=None, seed=0, precision="auto",
     # attacks (pixel units)
     fgsm_eps=FGSM_EPS, jsma_theta=1.0, jsma_gamma=0.1,
     # adversarial fine-tuning: 500 perturbed images, one epoch (20 steps of 25)
@@ -50,20 +54,17 @@ _PAPER_PROTOCOL = dict(
     seeds=3, sizes=[50, 100, 200, 500, 1000], n_confusion=1000)
 # Digits are 8x8 with 17 grey levels: the paper's 0.005 is a tenth of one level, so the
 # offline presets use ten times that.
-_DIGITS = dict(_PAPER_PROTOCOL, data="digits", architecture="tiny_cnn", batch_size=32,
-               learning_rate=1e-2, augment=False, precision="float32", fgsm_eps=10 * FGSM_EPS)
+_DIGITS = dict(_PAPER_PROTOCOL, data="digits", precision="float32", fgsm_eps=10 * FGSM_EPS)
 
 PRESETS = {
-    "smoke": dict(_DIGITS, epochs=20, sizes=[20, 50], n_finetune=100, finetune_batch_size=20,
-                  n_confusion=50),
-    "quick": dict(_DIGITS, epochs=30, sizes=[50, 100, 200], n_finetune=300,
-                  finetune_batch_size=30, n_confusion=200),
+    "smoke": dict(_DIGITS, classifier="digits_tiny_cnn_smoke", sizes=[20, 50],
+                  n_finetune=100, finetune_batch_size=20, n_confusion=50),
+    "quick": dict(_DIGITS, classifier="digits_tiny_cnn", sizes=[50, 100, 200],
+                  n_finetune=300, finetune_batch_size=30, n_confusion=200),
     # ResNet-18 at half width in bf16 fits the 2-core CPU budget (notes/DECISIONS.md).
-    "cifar": dict(_PAPER_PROTOCOL, architecture="resnet18_w32", epochs=20),
-    "paper": dict(_PAPER_PROTOCOL, architecture="resnet18", epochs=60),
+    "cifar": dict(_PAPER_PROTOCOL, classifier="cifar10_resnet18_w32"),
+    "paper": dict(_PAPER_PROTOCOL),
 }
-
-
 
 # Paper 001's Tables I-III: accuracy (%) on 50, 100, 200, 500 and 1,000 test images.
 PAPER_TABLES = {
@@ -87,77 +88,127 @@ MODELS = {"base": ("table1_base", "Table I: attacks on the base model"),
 ATTACK_NAMES = {"fgsm": "FGSM", "jsma": "JSMA"}
 
 
-def load_data(config):
-    from tfadv import data
-    train = data.load(config["data"], "train", data_dir=config["data_dir"])
-    test = data.load(config["data"], "test", data_dir=config["data_dir"])
-    return train, test
+def run(config: dict, out: Path) -> dict:
+    """Paper 001 end to end for a resolved preset; writes every table, figure and run.json
+    to ``out``. ``config["cache_dir"]``: the cache root (None: ``$TFADV_CACHE``, else data/).
+    Returns the summary tables, the clean accuracies and the model files."""
+    from tfadv import cache, data, report
+    from tfadv.evaluation import accuracy
+    from tfadv.models import zoo
+    from tfadv.models.train import set_precision
+
+    out, timer = Path(out), report.Timer()
+    # The preset's global Keras policy (common.start sets it too; a Python caller gets it here).
+    config = dict(config, precision=set_precision(config["precision"]))
+    root = cache.root(config.get("cache_dir"))
+    with timer("load_data"):
+        train = data.load(config["data"], "train", data_dir=config["data_dir"], cache_dir=root)
+        test = data.load(config["data"], "test", data_dir=config["data_dir"], cache_dir=root)
+    with timer("base_model"):
+        base = zoo.load(config["classifier"], data=config["data"], train=train, test=test,
+                        seed=config["seed"], cache_dir=root)
+    with timer("clean_accuracy"):
+        clean = {"base": accuracy(base.model, test.images, test.labels)}
+    print(f"base model {base.path.name}: clean test accuracy {clean['base']:.4f} "
+          f"on {len(test.labels)} images")
+    params = attack_params(config)
+    models = {"base": (base.model, base.path)}
+    with timer("finetune"):
+        for kind in ("fgsm", "jsma"):
+            models[f"aft_{kind}"] = finetuned_model(kind, params[kind], base, train, config,
+                                                    root)
+    for name in ("aft_fgsm", "aft_jsma"):
+        clean[name] = accuracy(models[name][0], test.images, test.labels)
+        print(f"{name}: clean test accuracy {clean[name]:.4f}")
+
+    tables, per_image_all = {}, []
+    for name, (model, path) in models.items():
+        with timer(f"evaluate_{name}"):
+            per_seed, per_image, predictions = evaluate_model(name, model, path.stem, params,
+                                                              test, config, root)
+        per_image_all.append(per_image)
+        tables[name] = summarise(per_seed, name)
+        write_model_outputs(name, path, tables[name], per_seed, predictions, test, clean,
+                            config, out)
+
+    ratios = pd.DataFrame([
+        {"model": name, "attack": row.attack, "ratio_adv_over_orig": row.accuracy,
+         "paper": row.paper}
+        for name, table in tables.items()
+        for row in table[(table.metric == "RATIO")
+                         & (table.n_images == max(config["sizes"]))].itertuples()])
+    report.save_table(ratios, out, "ratios")
+    per_image_all = pd.concat(per_image_all, ignore_index=True)
+    report.save_table(per_image_all, out, "per_image", markdown="see per_image.csv\n")
+    n_features = int(np.prod(test.images.shape[1:]))
+    budget = jsma_budget_table(per_image_all, n_features,
+                               2 * int(config["jsma_gamma"] * n_features / 2))
+    budget = budget.pivot(index=["budget_features", "budget_fraction"], columns="model",
+                          values="accuracy")[list(MODELS)].reset_index()
+    report.save_table(budget, out, "jsma_budget")
+    model_files = {name: str(path) for name, (_, path) in models.items()}
+    report.save_json(out / "run.json", report.run_info(
+        config, timer.seconds, base_model=str(base.path), classifier=base.description,
+        base_history=base.history, clean_accuracy=clean, model_files=model_files,
+        draw_seeds={a: [draw_seed(config, i, s) for s in range(config["seeds"])]
+                    for i, a in enumerate(params)},
+        fgsm_eps_note=(
+            f"paper eps {PAPER_FGSM_EPS_NORMALISED} on images normalised by std "
+            f"{NORMALISATION_STD} = {config['fgsm_eps']} in [0,1] pixel units")))
+    print(ratios.to_string(index=False))
+    print(f"wrote {out}; timings (s): {timer.summary()}")
+    return {"tables": tables, "ratios": ratios, "clean_accuracy": clean,
+            "model_files": model_files}
 
 
-def base_model(config, train, test, verbose=True):
-    """The base classifier, trained once and cached under data/models."""
-    from tfadv import data, models
-    monitor = data.subset(test, n=min(2000, len(test.labels)), seed=config["seed"] + 999)
-    return models.train_cached(
-        train, architecture=config["architecture"], epochs=config["epochs"],
-        batch_size=config["batch_size"], learning_rate=config["learning_rate"],
-        schedule=config["schedule"], augment=config["augment"], seed=config["seed"],
-        precision=config["precision"], data_id=common.data_id(config["data"]),
-        x_val=monitor.images, y_val=monitor.labels, verbose=verbose)
+def attack_params(config: dict) -> dict:
+    """The two attacks' parameters, by name in ``tfadv.attacks``."""
+    return {"fgsm": {"eps": config["fgsm_eps"]},
+            "jsma": {"theta": config["jsma_theta"], "gamma": config["jsma_gamma"]}}
 
 
-def make_attacks(config):
-    from tfadv import attacks
-    return {"fgsm": attacks.make("fgsm", eps=config["fgsm_eps"]),
-            "jsma": attacks.make("jsma", theta=config["jsma_theta"], gamma=config["jsma_gamma"])}
-
-
-def adversarial_set(model_stem, attack_name, attack, model, x, y, cache_dir):
-    """Adversarial images of (x, y) against ``model``, cached under data/adversarial."""
-    from tfadv import data
-    from tfadv.models import config_key
-    key = config_key({"model": model_stem, "attack": attack_name, "params": attack.params,
-                      "x": data.array_digest(x), "y": data.array_digest(y)})
-    return data.cached_arrays(Path(cache_dir) / f"{model_stem}-{attack_name}-{key}.npz",
-                              lambda: {"x_adv": attack(model, x, y)})["x_adv"]
-
-
-def finetuned_model(kind, base, base_path, attack, train, config, cache_dir):
-    """AFT-FGSM or AFT-JSMA: the base model fine-tuned on ``n_finetune`` perturbed images."""
-    from tfadv import data, models
-    from tfadv.defenses.finetune import adversarial_finetune
+def finetuned_model(kind: str, params: dict, base, train, config: dict, root: Path):
+    """AFT-FGSM or AFT-JSMA: the base model (a zoo ``Classifier``) fine-tuned on
+    ``n_finetune`` perturbed training images; cached under ``<root>/models``. Returns
+    ``(model, path)``."""
+    from tfadv import attacks, cache, data, models
+    from tfadv.defenses.training import adversarial_finetune
+    from tfadv.evaluation.adversarial import adversarial_set
     picked = data.subset(train, n=config["n_finetune"], seed=config["seed"] + 1)
-    x_adv = adversarial_set(base_path.stem, kind, attack, base, picked.images, picked.labels,
-                            cache_dir)
-    key = models.config_key({"base": base_path.stem, "attack": kind, "params": attack.params,
-                             "n": config["n_finetune"], "batch": config["finetune_batch_size"],
-                             "lr": config["finetune_lr"], "seed": config["seed"]})
-    path = base_path.parent / f"aft_{kind}-{key}.keras"
+    x_adv = adversarial_set(kind, params, base.model, base.id, picked.images, picked.labels,
+                            tag="finetune", cache_dir=root)
+    key = cache.key("finetuned", {
+        "base": base.id, "attack": kind, "params": attacks.make(kind, **params).params,
+        "n": config["n_finetune"], "batch": config["finetune_batch_size"],
+        "lr": config["finetune_lr"], "seed": config["seed"]})
+    path = root / "models" / f"aft_{kind}-{key}.keras"
     if path.exists():
         return models.load(path), path
-    tuned = adversarial_finetune(base, x_adv, picked.labels,
+    tuned = adversarial_finetune(base.model, x_adv, picked.labels,
                                  batch_size=config["finetune_batch_size"],
                                  peak_lr=config["finetune_lr"], seed=config["seed"])
     models.save(tuned, path)
     return tuned, path
 
 
-def evaluate_model(model_name, model, model_path, attacks, test, config, cache_dir):
+def evaluate_model(model_name, model, model_id, params, test, config, root):
     """Per-image correctness on original and adversarial images, per attack and seed.
 
     Each (attack, seed) pair draws its own ``max(sizes)`` test images (so, as in the paper, the
     FGSM and JSMA rows have different originals); an N-image result uses the first N of them.
-    The same draws are used for every model.
+    The same draws are used for every model. Adversarial sets are cached per model
+    (``model_id``: its file stem), in one shard.
     """
     from tfadv import data
     from tfadv.evaluation import perturbation_norms, predict
+    from tfadv.evaluation.adversarial import adversarial_set
     rows, per_image, predictions = [], [], {}
     n_max = max(config["sizes"])
-    for a_index, (attack_name, attack) in enumerate(attacks.items()):
+    for a_index, (attack_name, kwargs) in enumerate(params.items()):
         for s in range(config["seeds"]):
             draw = data.subset(test, n=n_max, seed=draw_seed(config, a_index, s))
-            x_adv = adversarial_set(model_path.stem, attack_name, attack, model, draw.images,
-                                    draw.labels, cache_dir)
+            x_adv = adversarial_set(attack_name, kwargs, model, model_id, draw.images,
+                                    draw.labels, tag=model_name, cache_dir=root)
             pred_orig, pred_adv = predict(model, draw.images), predict(model, x_adv)
             if s == 0:
                 predictions[attack_name] = (draw.labels, pred_orig, pred_adv)
@@ -177,31 +228,31 @@ def evaluate_model(model_name, model, model_path, attacks, test, config, cache_d
     return pd.DataFrame(rows), pd.concat(per_image, ignore_index=True), predictions
 
 
-def jsma_budget_table(per_image: pd.DataFrame, n_features: int, max_budget: int) -> pd.DataFrame:
-    """JSMA accuracy had the attack been stopped at a smaller L0 budget (features changed).
-
-    Exact, not re-run: the attack is deterministic and greedy, so with a smaller gamma each
-    image follows the same path, cut short. An image counts as correct at budget B if the
-    model got it right and the attack either failed or needed more than B features.
-    """
-    jsma = per_image[per_image.attack == "JSMA"]
-    budgets = [b for b in (2, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256) if b < max_budget]
-    rows = []
-    for (model, seed), group in jsma.groupby(["model", "seed"], sort=False):
-        correct = group.pred_orig.to_numpy() == group.label.to_numpy()
-        fooled = group.pred_adv.to_numpy() != group.label.to_numpy()
-        for budget in budgets + [max_budget]:
-            still_right = correct & ~(fooled & (group.l0.to_numpy() <= budget))
-            rows.append({"model": model, "seed": seed, "budget_features": budget,
-                         "budget_fraction": budget / n_features,
-                         "accuracy": 100 * still_right.mean()})
-    return (pd.DataFrame(rows).groupby(["model", "budget_features", "budget_fraction"],
-                                       sort=False)["accuracy"].mean().reset_index())
-
-
 def draw_seed(config, attack_index, s):
     """The seed of the test images drawn for one (attack, seed) pair."""
     return config["seed"] * 1000 + 10 * attack_index + s
+
+
+def write_model_outputs(name, path, table, per_seed, predictions, test, clean, config, out):
+    """One model's table (CSV + the paper's layout in Markdown), its per-seed rows and its
+    confusion matrices (the first seed's draws, ``n_confusion`` images)."""
+    from tfadv import report
+    from tfadv.evaluation import confusion_matrix
+    from tfadv.report import figures
+    stem, title = MODELS[name]
+    note = (f"Model {path.name}: clean accuracy {100 * clean[name]:.2f}% on the "
+            f"{len(test.labels)}-image test split. Preset {config.get('preset')}, data "
+            f"{config['data']}, {config['seeds']} seeds.")
+    report.save_table(table, out, stem, table_markdown(table, title, note))
+    report.save_table(per_seed, out, f"{stem}_per_seed")
+    k, n = test.num_classes, config["n_confusion"]
+    matrices = {}
+    for attack_name, label in (("fgsm", "FGSM"), ("jsma", "JSMA")):
+        labels, pred_orig, pred_adv = predictions[attack_name]
+        matrices[f"original ({label} draw)"] = confusion_matrix(labels[:n], pred_orig[:n], k)
+        matrices[label] = confusion_matrix(labels[:n], pred_adv[:n], k)
+    figures.plot_confusion_matrices(matrices, test.class_names, f"{title} ({path.name})",
+                                    out / f"confusion_{name}.png")
 
 
 def summarise(per_seed: pd.DataFrame, model_name: str) -> pd.DataFrame:
@@ -237,7 +288,8 @@ def _metric_order(column):
 
 def table_markdown(table: pd.DataFrame, title: str, note: str) -> str:
     """The paper's layout: rows attack x ORIG/ADV/RATIO, one column per image count, each
-    cell 'measured (paper)'."""
+    cell 'measured (paper)'. (Not ``report.ours_and_paper``: rows are (attack, metric) pairs
+    and ratios take two decimals.)"""
     def cell(row):
         fmt = "{:.2f}" if row.metric == "RATIO" else "{:.1f}"
         measured = fmt.format(row.accuracy)
@@ -251,83 +303,33 @@ def table_markdown(table: pd.DataFrame, title: str, note: str) -> str:
            f"{wide.reset_index().to_markdown(index=False)}\n\n{note}\n"
 
 
+def jsma_budget_table(per_image: pd.DataFrame, n_features: int, max_budget: int) -> pd.DataFrame:
+    """JSMA accuracy had the attack been stopped at a smaller L0 budget (features changed).
+
+    Exact, not re-run: the attack is deterministic and greedy, so with a smaller gamma each
+    image follows the same path, cut short. An image counts as correct at budget B if the
+    model got it right and the attack either failed or needed more than B features.
+    """
+    jsma = per_image[per_image.attack == "JSMA"]
+    budgets = [b for b in (2, 4, 6, 8, 12, 16, 24, 32, 64, 128, 256) if b < max_budget]
+    rows = []
+    for (model, seed), group in jsma.groupby(["model", "seed"], sort=False):
+        correct = group.pred_orig.to_numpy() == group.label.to_numpy()
+        fooled = group.pred_adv.to_numpy() != group.label.to_numpy()
+        for budget in budgets + [max_budget]:
+            still_right = correct & ~(fooled & (group.l0.to_numpy() <= budget))
+            rows.append({"model": model, "seed": seed, "budget_features": budget,
+                         "budget_fraction": budget / n_features,
+                         "accuracy": 100 * still_right.mean()})
+    return (pd.DataFrame(rows).groupby(["model", "budget_features", "budget_fraction"],
+                                       sort=False)["accuracy"].mean().reset_index())
+
+
 def main(argv):
     del argv
-    from tfadv import report
-    from tfadv.evaluation import accuracy, confusion_matrix
-
-    config, out, timer = common.start(PRESETS, "adversarial_finetuning", default_preset="quick")
-    with timer("load_data"):
-        train, test = load_data(config)
-    with timer("base_model"):
-        base, base_path, history = base_model(config, train, test)
-    with timer("clean_accuracy"):
-        clean = {"base": accuracy(base, test.images, test.labels)}
-    print(f"base model {base_path.name}: clean test accuracy {clean['base']:.4f} "
-          f"on {len(test.labels)} images")
-    cache_dir = base_path.parent.parent / "adversarial"
-    attacks = make_attacks(config)
-    models = {"base": (base, base_path)}
-    with timer("finetune"):
-        for kind in ("fgsm", "jsma"):
-            models[f"aft_{kind}"] = finetuned_model(kind, base, base_path, attacks[kind], train,
-                                                    config, cache_dir)
-    for name in ("aft_fgsm", "aft_jsma"):
-        clean[name] = accuracy(models[name][0], test.images, test.labels)
-        print(f"{name}: clean test accuracy {clean[name]:.4f}")
-
-    tables, per_image_all = {}, []
-    for name, (model, path) in models.items():
-        with timer(f"evaluate_{name}"):
-            per_seed, per_image, predictions = evaluate_model(name, model, path, attacks, test,
-                                                              config, cache_dir)
-        per_image_all.append(per_image)
-        table = summarise(per_seed, name)
-        tables[name] = table
-        stem, title = MODELS[name]
-        note = (f"Model {path.name}: clean accuracy {100 * clean[name]:.2f}% on the "
-                f"{len(test.labels)}-image test split. Preset {config['preset']}, data "
-                f"{config['data']}, {config['seeds']} seeds.")
-        report.save_table(table, out, stem, table_markdown(table, title, note))
-        report.save_table(per_seed, out, f"{stem}_per_seed")
-        labels, pred_orig_f, pred_fgsm = predictions["fgsm"]
-        labels_j, pred_orig_j, pred_jsma = predictions["jsma"]
-        k = test.num_classes
-        n_conf = config["n_confusion"]
-        report.plot_confusion_matrices(
-            {"original (FGSM draw)": confusion_matrix(labels[:n_conf], pred_orig_f[:n_conf], k),
-             "FGSM": confusion_matrix(labels[:n_conf], pred_fgsm[:n_conf], k),
-             "original (JSMA draw)": confusion_matrix(labels_j[:n_conf], pred_orig_j[:n_conf], k),
-             "JSMA": confusion_matrix(labels_j[:n_conf], pred_jsma[:n_conf], k)},
-            test.class_names, f"{title} ({path.name})", out / f"confusion_{name}.png")
-
-    ratio_rows = [{"model": name, "attack": row.attack, "ratio_adv_over_orig": row.accuracy,
-                   "paper": row.paper}
-                  for name, table in tables.items()
-                  for row in table[(table.metric == "RATIO")
-                                   & (table.n_images == max(config["sizes"]))].itertuples()]
-    report.save_table(pd.DataFrame(ratio_rows), out, "ratios")
-    per_image_all = pd.concat(per_image_all, ignore_index=True)
-    report.save_table(per_image_all, out, "per_image", markdown="see per_image.csv\n")
-    n_features = int(np.prod(test.images.shape[1:]))
-    budget = jsma_budget_table(per_image_all, n_features,
-                               2 * int(config["jsma_gamma"] * n_features / 2))
-    budget = budget.pivot(index=["budget_features", "budget_fraction"], columns="model",
-                          values="accuracy")[list(MODELS)].reset_index()
-    report.save_table(budget, out, "jsma_budget")
-    report.save_json(out / "run.json", common.run_info(
-        config, timer.seconds, base_model=str(base_path), base_history=history,
-        clean_accuracy=clean, model_files={k: str(p) for k, (_, p) in models.items()},
-        draw_seeds={a: [draw_seed(config, i, s) for s in range(config["seeds"])]
-                    for i, a in enumerate(attacks)},
-        fgsm_eps_note=(
-            f"paper eps {PAPER_FGSM_EPS_NORMALISED} on images normalised by std "
-            f"{NORMALISATION_STD} = {config['fgsm_eps']} in [0,1] pixel units")))
-    print(pd.DataFrame(ratio_rows).to_string(index=False))
-    print(f"wrote {out}; timings (s): " +
-          ", ".join(f"{k} {v:.0f}" for k, v in timer.seconds.items()))
+    config, out, _ = common.start(PRESETS, "adversarial_finetuning", default_preset="quick")
+    run(config, out)  # run keeps its own timer: it is callable without the command line
 
 
 if __name__ == "__main__":
-    from absl import app
-    app.run(main)
+    common.main(main, "adversarial_finetuning")

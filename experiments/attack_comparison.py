@@ -23,9 +23,9 @@ Commands:
     python -m experiments.attack_comparison --preset=cifar --data=../shared/data/cifar10-jpeg.tar.gz
     python -m experiments.attack_comparison --preset=smoke
 
-Presets: smoke (digits, the cached tiny CNN of paper 001's smoke preset, a few images, cheap
-attack settings), quick (digits, more images), cifar (the CIFAR-10 ResNet-18 of paper 001's
-cifar preset, from its cache). Writes ``<out>/table_attack_comparison.csv`` (+ ``.md``), the
+Presets: smoke (digits, the zoo's ``digits_tiny_cnn_smoke``, paper 001's smoke base model, a
+few images, cheap attack settings), quick (digits, ``digits_tiny_cnn``, more images), cifar
+(the zoo's ``cifar10_resnet18_w32``, paper 001's cifar base model, from its cache). Writes ``<out>/table_attack_comparison.csv`` (+ ``.md``), the
 per-(image, target) results ``per_example.csv`` and ``run.json``.
 
 Expected (paper, CIFAR column, mean distortion, all 100% unless stated): best / average /
@@ -35,15 +35,18 @@ worst: C&W L0 5.9 / 13 / 24 pixels; JSMA-Z 20 / 58 / 150; C&W L2 0.17 / 0.33 / 0
 Runtime: cifar 16 minutes on the 2-core CPU (5 images x 9 targets, model from cache; measured
 C&W L0 5.4 / 16 / 28 pixels, L2 0.20 / 0.36 / 0.50, Linf 0.0074 / 0.016 / 0.021); smoke
 about 30 seconds.
+
+From Python: ``run(dict(PRESETS["smoke"], preset="smoke", cache_dir=None), Path("out"))``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pandas as pd
-from absl import app
 
-from experiments import adversarial_finetuning, common
+from experiments import common
 
 # Paper 002 Figure 4 (= C&W 2017 Table IV), CIFAR columns: (mean, success %) per case.
 PAPER_CIFAR = {
@@ -77,17 +80,19 @@ _SMOKE_ATTACKS = dict(
     igs=dict(nb_iter=10),
 )
 PRESETS = {
-    "smoke": dict(model="aft:smoke", data="digits", images=4, eps_grid_max=0.5,
-                  eps_grid_steps=20, seed=0, precision="float32", data_dir=None,
-                  attacks=_SMOKE_ATTACKS),
-    "quick": dict(model="aft:quick", data="digits", images=20, eps_grid_max=0.5,
-                  eps_grid_steps=50, seed=0, precision="float32", data_dir=None,
+    "smoke": dict(classifier="digits_tiny_cnn_smoke", data="digits", images=4,
+                  eps_grid_max=0.5, eps_grid_steps=20, seed=0, precision="float32",
+                  data_dir=None, attacks=_SMOKE_ATTACKS),
+    "quick": dict(classifier="digits_tiny_cnn", data="digits", images=20,
+                  eps_grid_max=0.5, eps_grid_steps=50, seed=0, precision="float32",
+                  data_dir=None,
                   attacks=dict(_SMOKE_ATTACKS, cw_l2=dict(binary_search_steps=6,
                                                            max_iterations=500))),
     # C&W's budgets cut to what a 2-core CPU affords for 5 images x 9 targets on ResNet-18
     # (their L2: 9 binary steps x 10,000 Adam steps; here 5 x 200; L0 and Linf likewise).
-    "cifar": dict(model="aft:cifar", data="cifar10", images=5, eps_grid_max=64 / 255,
-                  eps_grid_steps=128, seed=0, precision="auto", data_dir=None,
+    "cifar": dict(classifier="cifar10_resnet18_w32", data="cifar10", images=5,
+                  eps_grid_max=64 / 255, eps_grid_steps=128, seed=0, precision="auto",
+                  data_dir=None,
                   attacks=dict(cw_l0=dict(binary_search_steps=2, max_iterations=100,
                                           initial_const=0.1, remove_fraction=0.5),
                                jsma=dict(theta=1.0, gamma=1.0),
@@ -95,6 +100,54 @@ PRESETS = {
                                deepfool=dict(), cw_linf=dict(max_iterations=100, max_rounds=30),
                                igs=dict(nb_iter=10))),
 }
+
+
+def run(config: dict, out: Path) -> dict:
+    """The comparison table for a resolved preset; writes it, the per-(image, target) rows
+    and run.json to ``out``. ``config["cache_dir"]``: the cache root (None: ``$TFADV_CACHE``,
+    else data/). Returns the table and the per-example rows."""
+    from tfadv import report
+    from tfadv.models.train import set_precision
+
+    out, timer = Path(out), report.Timer()
+    config = dict(config, precision=set_precision(config["precision"]))
+    with timer("model"):
+        model, model_name, x, y = load_model_and_images(config)
+    num_classes = int(model.output_shape[-1])
+    rng = np.random.default_rng(config["seed"] + 1)
+    average_target = (y + rng.integers(1, num_classes, len(y))) % num_classes
+    per_example = per_example_results(model, x, y, config, timer)
+    table = summarise(per_example, average_target)
+    report.save_table(per_example, out, "per_example")
+    report.save_table(table, out, "table_attack_comparison",
+                      table_markdown(table, model_name, config))
+    report.save_json(out / "run.json", report.run_info(config, timer.seconds, model=model_name,
+                                                       images=len(y)))
+    print(table_markdown(table, model_name, config))
+    print(f"wrote {out}")
+    return {"table": table, "per_example": per_example}
+
+
+def load_model_and_images(config):
+    """The zoo classifier, its file name and ``images`` correctly classified test images
+    (a seeded draw)."""
+    from tfadv import cache, data
+    from tfadv.evaluation import predict
+    from tfadv.models import zoo
+    root = cache.root(config.get("cache_dir"))
+    train = data.load(config["data"], "train", data_dir=config["data_dir"], cache_dir=root)
+    test = data.load(config["data"], "test", data_dir=config["data_dir"], cache_dir=root)
+    # The zoo's seed-0 model, the one paper 001 trains: --seed changes the draws, not it.
+    classifier = zoo.load(config["classifier"], data=config["data"], train=train, test=test,
+                          cache_dir=root)
+    model = classifier.model
+    correct = np.flatnonzero(predict(model, test.images) == test.labels)
+    if len(correct) < config["images"]:
+        raise ValueError(f"only {len(correct)} correctly classified test images, the preset "
+                         f"asks for {config['images']}")
+    idx = np.sort(np.random.default_rng(config["seed"]).choice(correct, config["images"],
+                                                               replace=False))
+    return model, classifier.path.name, test.images[idx], test.labels[idx]
 
 
 def pixel_l0(diff: np.ndarray) -> np.ndarray:
@@ -198,6 +251,8 @@ def summarise(per_example: pd.DataFrame, average_target: np.ndarray) -> pd.DataF
 
 
 def table_markdown(table: pd.DataFrame, model_name: str, config: dict) -> str:
+    """Rows attack, columns case; cells 'distortion (success) [paper (success)]'. (Not
+    ``report.ours_and_paper``: two numbers per cell, distortions on very different scales.)"""
     def cell(row):
         if np.isnan(row.success_rate):
             return "-"
@@ -209,46 +264,17 @@ def table_markdown(table: pd.DataFrame, model_name: str, config: dict) -> str:
     wide = table.assign(cell=[cell(r) for r in table.itertuples()]).pivot(
         index="attack", columns="case", values="cell").loc[list(ROWS), list(CASES)]
     return (f"### Attack comparison (paper 002 Figure 4): mean distortion (success), "
-            f"[paper, CIFAR-10]\n\nModel {model_name}, preset {config['preset']}, "
+            f"[paper, CIFAR-10]\n\nModel {model_name}, preset {config.get('preset')}, "
             f"{config['images']} correctly classified test images, every other class as a "
             f"target. L0 in pixels; L2 and Linf in [0, 1] pixel units.\n\n"
             f"{wide.to_markdown()}\n")
 
 
-def load_model_and_images(config):
-    from tfadv.evaluation import predict
-    aft_config = dict(adversarial_finetuning.PRESETS[config["model"][4:]],
-                      data=config["data"], data_dir=config["data_dir"])
-    train, test = adversarial_finetuning.load_data(aft_config)
-    model, path, _ = adversarial_finetuning.base_model(aft_config, train, test)
-    correct = np.flatnonzero(predict(model, test.images) == test.labels)
-    if len(correct) < config["images"]:
-        raise ValueError(f"only {len(correct)} correctly classified test images, the preset "
-                         f"asks for {config['images']}")
-    idx = np.sort(np.random.default_rng(config["seed"]).choice(correct, config["images"],
-                                                               replace=False))
-    return model, path.name, test.images[idx], test.labels[idx]
-
-
 def main(argv):
     del argv
-    from tfadv import report
-    config, out, timer = common.start(PRESETS, "attack_comparison", default_preset="smoke")
-    with timer("model"):
-        model, model_name, x, y = load_model_and_images(config)
-    num_classes = int(model.output_shape[-1])
-    rng = np.random.default_rng(config["seed"] + 1)
-    average_target = (y + rng.integers(1, num_classes, len(y))) % num_classes
-    per_example = per_example_results(model, x, y, config, timer)
-    table = summarise(per_example, average_target)
-    report.save_table(per_example, out, "per_example")
-    report.save_table(table, out, "table_attack_comparison",
-                      table_markdown(table, model_name, config))
-    report.save_json(out / "run.json", common.run_info(config, timer.seconds, model=model_name,
-                                                       images=len(y)))
-    print(table_markdown(table, model_name, config))
-    print(f"wrote {out}")
+    config, out, _ = common.start(PRESETS, "attack_comparison", default_preset="smoke")
+    run(config, out)  # run keeps its own timer: it is callable without the command line
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main, "attack_comparison")

@@ -7,8 +7,9 @@
 images and targets (targeted, since ART's is targeted only; theta 1, gamma 0.1). Prints
 success rate, mean L0 of the successful images, wall time and the speed ratio, and writes
 ``<out>/benchmark_jsma.csv``. Times are medians of ``--repeats`` runs (min and max beside).
-The model is a small CNN trained (and cached) on the data given, CIFAR-10 when pointed at it,
-scikit-learn's digits by default, in the precision ``--precision`` names (default: ``auto``).
+The model is a small CNN trained (and cached under the cache root, ``--cache_dir``) on the
+data given, CIFAR-10 when pointed at it, scikit-learn's digits by default, in the precision
+``--precision`` names (default: ``auto``).
 Target (issue 2): at least ART's success rate, at least 50x faster, on CPU.
 
 ``attacks``: each attack of ours beside the library it wraps (cleverhans for FGSM, BIM, PGD,
@@ -38,6 +39,7 @@ import pandas as pd
 from absl import app, flags
 
 from experiments import common
+from tfadv import report
 
 flags.DEFINE_integer("n", 100, "images to attack")
 flags.DEFINE_float("theta", 1.0, "JSMA theta")
@@ -54,29 +56,30 @@ flags.DEFINE_integer("projection_steps", 3, "purifier: steps timed at 256x256 fo
 FLAGS = flags.FLAGS
 
 
-def benchmark_model(source: str, seed: int, precision: str):
-    """A tiny CNN trained for a few epochs on ``source`` (cached), and its test split."""
-    from tfadv import data, models
-    train, test = data.load(source, "train"), data.load(source, "test")
+def benchmark_model(source: str, seed: int, precision: str, cache_dir=None):
+    """A tiny CNN trained for a few epochs on ``source``, and its test split. The model is
+    cached under ``<cache root>/models`` (``cache_dir``, else $TFADV_CACHE, else data/).
+
+    Not a zoo entry: ``tiny_cnn_10k`` trains longer, with augmentation and in the "auto"
+    precision, while this one keeps the settings the figures in notes/RESULTS.md were
+    measured on, in the precision ``--precision`` names."""
+    from tfadv import cache, data, models
+    from tfadv.models.zoo import data_id
+    root = cache.root(cache_dir)
+    train = data.load(source, "train", cache_dir=root)
+    test = data.load(source, "test", cache_dir=root)
     train = data.subset(train, n=min(len(train.labels), 10_000), seed=seed)
-    model, path, _ = models.train_cached(
+    model, _, _ = models.train_cached(
         train, architecture="tiny_cnn", epochs=5, batch_size=64, learning_rate=3e-3,
-        augment=False, seed=seed, precision=precision, data_id=common.data_id(source),
-        verbose=False)
+        augment=False, seed=seed, precision=precision, data_id=data_id(source),
+        cache_dir=root, verbose=False)
     return model, test
-
-
-def art_classifier(model, input_shape, num_classes):
-    import tensorflow as tf
-    from art.estimators.classification import TensorFlowV2Classifier
-    return TensorFlowV2Classifier(
-        model=model, nb_classes=num_classes, input_shape=tuple(input_shape), clip_values=(0.0, 1.0),
-        loss_object=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
 
 
 def jsma_rows(model, x, y, targets, theta, gamma, repeats):
     from art.attacks.evasion import SaliencyMapMethod
     from tfadv import attacks
+    from tfadv.attacks import art_bridge
 
     def native(**params):
         attack = attacks.make("jsma", theta=theta, gamma=gamma, **params)
@@ -89,7 +92,7 @@ def jsma_rows(model, x, y, targets, theta, gamma, repeats):
         "tfadv native, original rule (sum of other classes, strict pairs)": native(
             others="sum", strict_pairs=True),
         "ART SaliencyMapMethod": lambda: SaliencyMapMethod(
-            art_classifier(model, x.shape[1:], int(model.output_shape[-1])), theta=theta,
+            art_bridge.art_classifier(model, x.shape[1:]), theta=theta,
             gamma=gamma, batch_size=len(x), verbose=False).generate(
                 x, np.eye(int(model.output_shape[-1]))[targets]),
     }
@@ -281,7 +284,6 @@ def time_purifier_step(size: int, precision: str, perceptual: bool, *, base_filt
 
 def purifier_main():
     """The ``purifier`` subcommand: the side-by-side table, then the paper preset's projection."""
-    from tfadv import report
     size, batch = FLAGS.size, FLAGS.purifier_batch
     precisions = ("float32", "mixed_bfloat16")
     rows = [dict(time_purifier_step(size, precision, perceptual, base_filters=FLAGS.base_filters,
@@ -296,7 +298,7 @@ def purifier_main():
     paper = (table["size"] == 256) & (table.base_filters == 64) & (table.perceptual != "none")
     table["paper_preset_hours"] = np.where(
         paper, PAPER_EPOCHS * PAPER_IMAGES / table.images_per_s / 3600, np.nan)
-    out = Path(FLAGS.out or common.PROJECT_ROOT / "results" / "benchmark")
+    out = Path(FLAGS.out or report.PROJECT_ROOT / "results" / "benchmark")
     report.save_table(table, out, "benchmark_purifier")
     print(f"pix2pix purifier training (U-Net + PatchGAN, Adam, batch {batch}), CPU; "
           f"seconds: median of {FLAGS.repeats} runs of {FLAGS.timed_steps} steps (projection "
@@ -322,10 +324,9 @@ def main(argv):
     # precision (mixed bfloat16 on CPUs with AMX/AVX512-BF16, as the cifar presets use).
     from tfadv.models.train import resolve_precision
     precision = resolve_precision(FLAGS.precision or "auto")
-    model, test = benchmark_model(source, seed, precision)
+    model, test = benchmark_model(source, seed, precision, FLAGS.cache_dir)
     picked = data.subset(test, n=FLAGS.n, seed=seed)
-    out = Path(FLAGS.out or common.PROJECT_ROOT / "results" / "benchmark")
-    from tfadv import report
+    out = Path(FLAGS.out or report.PROJECT_ROOT / "results" / "benchmark")
     if argv[1] == "attacks":
         table = attack_rows(model, picked.images, picked.labels, FLAGS.eps, FLAGS.repeats)
         report.save_table(table, out, "benchmark_attacks")
@@ -345,4 +346,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main, "benchmark")

@@ -1,22 +1,21 @@
-"""Shared absl flags and helpers of the experiment modules.
+"""Shared absl flags and the command-line plumbing of the experiment modules.
 
 Every experiment has a ``PRESETS`` dict of plain dicts; ``resolve_config`` starts from the
-chosen preset and lets explicit flags override single fields.
+chosen preset and lets explicit flags override single fields. ``main(run, ...)`` turns a
+user error (a ``ValueError`` from the library, a bad flag) into one line on stderr and exit
+status 2, without a traceback (``TFADV_DEBUG=1`` shows it).
 """
 
 from __future__ import annotations
 
 import os
-import platform
-import subprocess
 import sys
-import time
 from fractions import Fraction
-from importlib import metadata
 from pathlib import Path
 
 from absl import flags
 
+from tfadv.report import PROJECT_ROOT, Timer  # noqa: F401 (experiments use both)
 
 FLAGS = flags.FLAGS
 flags.DEFINE_string("preset", None, "smoke | quick | cifar | paper")
@@ -26,11 +25,9 @@ flags.DEFINE_string("data", None, "dataset: image folder, .tar(.gz) of one, CIFA
 flags.DEFINE_string("data_dir", None, "tensorflow-datasets data_dir")
 flags.DEFINE_integer("seed", None, "base random seed")
 flags.DEFINE_string("precision", None, "auto | float32 | mixed_bfloat16 | mixed_float16")
+flags.DEFINE_string("cache_dir", None, "cache root for datasets, models and adversarial sets "
+                    "(default $TFADV_CACHE, else data/)")
 flags.DEFINE_multi_string("set", [], "override one preset field: --set=key=value (repeatable)")
-
-PROJECT_ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "cleverhans",
-            "adversarial-robustness-toolbox", "tensorflow-datasets", "absl-py")
 
 
 def resolve_config(presets: dict, experiment: str, default_preset: str) -> dict:
@@ -49,13 +46,14 @@ def resolve_config(presets: dict, experiment: str, default_preset: str) -> dict:
                              f"(fields: {sorted(config)})")
         config[key] = _parse_like(value, config[key])
     config["out"] = FLAGS.out or str(PROJECT_ROOT / "results" / experiment / name)
+    config["cache_dir"] = FLAGS.cache_dir
     return config
 
 
 def start(presets: dict, experiment: str, default_preset: str):
     """The start of every experiment's main: resolved config (precision set), out dir, timer."""
-    from tfadv.models.train import set_precision
-    config = resolve_config(presets, experiment, default_preset)
+    config = resolve_config(presets, experiment, default_preset)  # before TensorFlow loads:
+    from tfadv.models.train import set_precision  # a bad flag is reported in a second
     config["precision"] = set_precision(config["precision"])
     print(f"{experiment}: preset {config['preset']}, data {config['data']}, precision "
           f"{config['precision']}, out {config['out']}", flush=True)
@@ -77,53 +75,28 @@ def _parse_like(value: str, example):
     return value
 
 
-def data_id(source: str) -> str:
-    """A short, machine-independent name for a data source (part of model cache keys)."""
-    path = Path(os.path.expanduser(source))
-    if path.is_file():
-        return f"{path.name}:{path.stat().st_size}"
-    return path.name if path.exists() else source
-
-
-def run_info(config: dict, timings: dict, **extra) -> dict:
-    """What run.json holds: config, versions, commit, device, precision, timings."""
+def pick_preset(accelerated: str, cpu: str, why_not: str) -> tuple[str, str]:
+    """The preset of a run without ``--preset``, and why: ``accelerated`` when a GPU or TPU is
+    visible, else ``cpu`` (``why_not`` says why the accelerated one is not run on a CPU)."""
     import tensorflow as tf
-    versions = {}
-    for pkg in PACKAGES:
+    found = [d.name for kind in ("GPU", "TPU") for d in tf.config.list_physical_devices(kind)]
+    if found:
+        return accelerated, (f"an accelerator is visible ({', '.join(found)}); the {accelerated} "
+                             "preset needs its data and weights (README)")
+    return cpu, f"no GPU or TPU is visible: {why_not}"
+
+
+def main(experiment_main, experiment: str):
+    """``absl.app.run(experiment_main)``, with user errors as one line and exit status 2."""
+    from absl import app
+
+    def guarded(argv):
         try:
-            versions[pkg] = metadata.version(pkg)
-        except metadata.PackageNotFoundError:
-            versions[pkg] = None
-    try:
-        commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=PROJECT_ROOT, text=True,
-                                capture_output=True, check=True).stdout.strip()
-        dirty = bool(subprocess.run(["git", "status", "--porcelain", "--", "tfadv",
-                                     "experiments"], cwd=PROJECT_ROOT, text=True,
-                                    capture_output=True).stdout.strip())
-    except (OSError, subprocess.CalledProcessError):
-        commit, dirty = None, None
-    gpus = [d.name for d in tf.config.list_physical_devices("GPU")]
-    return {"config": config, "versions": versions, "python": sys.version.split()[0],
-            "git_commit": commit, "git_dirty": dirty,
-            "device": {"gpus": gpus, "cpu": platform.processor() or platform.machine(),
-                       "cpu_count": os.cpu_count()},
-            "timings_s": {k: round(v, 2) for k, v in timings.items()},
-            "finished": time.strftime("%Y-%m-%d %H:%M:%S"), **extra}
-
-
-class Timer:
-    """Collects wall times of named stages: ``with timer("attack"): ...``."""
-
-    def __init__(self):
-        self.seconds = {}
-
-    def __call__(self, name):
-        timer = self
-
-        class _Stage:
-            def __enter__(self):
-                self.tic = time.time()
-
-            def __exit__(self, *exc):
-                timer.seconds[name] = timer.seconds.get(name, 0.0) + time.time() - self.tic
-        return _Stage()
+            return experiment_main(argv)
+        except (ValueError, FileNotFoundError) as err:
+            if os.environ.get("TFADV_DEBUG"):
+                raise
+            message = " ".join(str(err).split())
+            print(f"{experiment}: error: {message}", file=sys.stderr, flush=True)
+            sys.exit(2)
+    app.run(guarded)

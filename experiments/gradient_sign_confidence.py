@@ -11,10 +11,11 @@ Commands:
     python -m experiments.gradient_sign_confidence --preset=cifar --data=../shared/data/cifar10-jpeg.tar.gz
     python -m experiments.gradient_sign_confidence --preset=paper --data=IMAGENET_VAL_FOLDER --weights=imagenet
 
-Presets: smoke / quick (digits, the cached tiny CNN of paper 001's presets), cifar (the
-CIFAR-10 ResNet-18 of paper 001's cifar preset, from its cache), paper (Inception-v3 with
-ImageNet weights, 1,500 images, 500 per bucket; needs the weights and ImageNet images and
-fails at once, saying what to supply, when they are missing).
+Presets: smoke / quick (digits, the zoo's tiny CNNs ``digits_tiny_cnn_smoke`` /
+``digits_tiny_cnn``, the base models of paper 001's presets), cifar (the zoo's
+``cifar10_resnet18_w32``, paper 001's cifar base model, from its cache), paper (Inception-v3
+with ImageNet weights, 1,500 images, 500 per bucket; needs the weights and ImageNet images
+and fails at once, saying what to supply, when they are missing).
 
 A 10-class model puts few correct images below 15% confidence (chance is 10%), so besides the
 paper's fixed buckets the table also reports buckets by confidence tertiles; every bucket's
@@ -28,18 +29,32 @@ Expected (paper, ImageNet, top-1 / top-5 error, low / medium / high confidence):
 90/67, 85/55, 82/48; fast least likely 88/40, 80/20, 73/12; iterative inverse 91/72, 88/63,
 83/52; iterative least likely 92/60, 84/43, 75/35. Measured: notes/RESULTS.md.
 Runtime: cifar about 2 minutes on the 2-core CPU with the cached model; smoke seconds.
+
+From Python: ``run(dict(PRESETS["smoke"], preset="smoke", cache_dir=None), Path("out"))``.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from absl import app, flags
+from absl import flags
 
-from experiments import adversarial_finetuning, common
+from experiments import common
 
 flags.DEFINE_string("weights", None, "paper preset: Inception-v3 weights, 'imagenet' or a file")
+
+PRESETS = {
+    "smoke": dict(classifier="digits_tiny_cnn_smoke", data="digits", eps=0.1, per_bucket=30,
+                  seed=0, precision="float32", data_dir=None),
+    "quick": dict(classifier="digits_tiny_cnn", data="digits", eps=0.1, per_bucket=100,
+                  seed=0, precision="float32", data_dir=None),
+    "cifar": dict(classifier="cifar10_resnet18_w32", data="cifar10", eps=8 / 255,
+                  per_bucket=500, seed=0, precision="auto", data_dir=None),
+    "paper": dict(classifier="inception_v3", weights="imagenet", data="imagenet2012",
+                  eps=16 / 255, per_bucket=500, seed=0, precision="auto", data_dir=None),
+}
 
 PAPER_TABLE = {  # (method, gradient) -> {bucket: (top-1 %, top-5 %)}
     ("fast", "inverse"): {"low": (90, 67), "medium": (85, 55), "high": (82, 48)},
@@ -48,17 +63,60 @@ PAPER_TABLE = {  # (method, gradient) -> {bucket: (top-1 %, top-5 %)}
     ("iterative", "least_likely"): {"low": (92, 60), "medium": (84, 43), "high": (75, 35)},
 }
 FIXED_BUCKETS = {"low": (0.0, 0.15), "medium": (0.15, 0.30), "high": (0.30, 1.01)}
+GRADIENTS = {"inverse": None, "least_likely": "least_likely_top5"}  # -> the attack's target
 
-PRESETS = {
-    "smoke": dict(model="aft:smoke", data="digits", eps=0.1, per_bucket=30, seed=0,
-                  precision="float32", data_dir=None),
-    "quick": dict(model="aft:quick", data="digits", eps=0.1, per_bucket=100, seed=0,
-                  precision="float32", data_dir=None),
-    "cifar": dict(model="aft:cifar", data="cifar10", eps=8 / 255, per_bucket=500, seed=0,
-                  precision="auto", data_dir=None),
-    "paper": dict(model="inception_v3", data="imagenet2012", eps=16 / 255, per_bucket=500,
-                  seed=0, precision="auto", data_dir=None),
-}
+
+def run(config: dict, out: Path) -> dict:
+    """Table 1 for a resolved preset; writes the table and run.json to ``out``.
+    ``config["cache_dir"]``: the cache root (None: ``$TFADV_CACHE``, else data/). Returns the
+    table and the bucket sizes."""
+    from tfadv import attacks, report
+    from tfadv.evaluation import predict_logits
+    from tfadv.models.train import set_precision
+
+    out, timer = Path(out), report.Timer()
+    config = dict(config, precision=set_precision(config["precision"]))
+    with timer("model"):
+        model, model_name, images = load_model_and_images(config)
+    with timer("bucketing"):
+        logits = predict_logits(model, images.images)
+        probs = np.exp(logits - logits.max(1, keepdims=True))
+        probs /= probs.sum(1, keepdims=True)
+        correct = np.flatnonzero(logits.argmax(1) == images.labels)
+        rng = np.random.default_rng(config["seed"])
+        buckets = {}
+        for name, members in confidence_buckets(probs[correct].max(1)).items():
+            picked = rng.permutation(correct[members])[:config["per_bucket"]]
+            buckets[name] = np.sort(picked)
+    eps = config["eps"]
+    methods = {
+        "fast": attacks.make("fgsm", eps=eps),
+        "iterative": attacks.make("bim", eps=eps, eps_iter=1 / 255, nb_iter=iterations(eps)),
+    }
+    rows = []
+    with timer("attacks"):
+        for name, idx in buckets.items():
+            x, y = images.images[idx], images.labels[idx]
+            for method, attack in methods.items():
+                for gradient, target in GRADIENTS.items():
+                    top1 = top5 = np.nan
+                    if len(idx):
+                        top1, top5 = error_rates(model, x, y, attack(model, x, y, target))
+                    fixed = name.split(" (")[0]
+                    paper = PAPER_TABLE[(method, gradient)].get(fixed, (np.nan, np.nan))
+                    rows.append({"method": method, "gradient": gradient, "bucket": name,
+                                 "images": len(idx), "top1_error": top1, "top5_error": top5,
+                                 "paper_top1": paper[0], "paper_top5": paper[1]})
+                    print(f"  {method:9s} {gradient:12s} {name:26s} n={len(idx):4d} "
+                          f"top-1 {top1:5.1f}% top-5 {top5:5.1f}%")
+    table = pd.DataFrame(rows)
+    bucket_sizes = {k: len(v) for k, v in buckets.items()}
+    report.save_table(table, out, "table1_error_rates", table_markdown(table, model_name, config))
+    report.save_json(out / "run.json", report.run_info(
+        config, timer.seconds, model=model_name, bucket_sizes=bucket_sizes,
+        iterations=iterations(eps), correct_images=len(correct), images=len(images.labels)))
+    print(f"wrote {out}")
+    return {"table": table, "bucket_sizes": bucket_sizes}
 
 
 def iterations(eps: float) -> int:
@@ -67,24 +125,29 @@ def iterations(eps: float) -> int:
 
 
 def load_model_and_images(config):
-    """The classifier and the images to bucket (a test/validation split)."""
-    from tfadv import data
-    if config["model"].startswith("aft:"):  # paper 001's base model of that preset (cached)
-        aft_config = dict(adversarial_finetuning.PRESETS[config["model"][4:]],
-                          data=config["data"], data_dir=config["data_dir"])
-        train, test = adversarial_finetuning.load_data(aft_config)
-        model, path, _ = adversarial_finetuning.base_model(aft_config, train, test)
-        return model, path.name, test
-    from tfadv.models.inception import inception_v3
-    weights = flags.FLAGS.weights or "imagenet"
-    if config["data"] == "imagenet2012" and config["data_dir"] is None:
-        raise ValueError("the paper preset needs ImageNet validation images: pass "
-                         "--data=FOLDER (val/<wnid>/*.JPEG) or a .tar.gz of one, or "
-                         "--data=imagenet2012 --data_dir=DIR with tensorflow-datasets' manual "
-                         "download in DIR/downloads/manual")
-    model = inception_v3(weights)
-    images = data.load(config["data"], "test", data_dir=config["data_dir"])
-    return model, f"inception_v3 ({weights})", images
+    """The zoo classifier, its name for the report and the images to bucket (test split)."""
+    from tfadv import cache, data
+    from tfadv.models import zoo
+    root = cache.root(config.get("cache_dir"))
+    if config["classifier"] == "inception_v3":
+        if config["data"] == "imagenet2012" and config["data_dir"] is None:
+            raise ValueError("the paper preset needs ImageNet validation images: pass "
+                             "--data=FOLDER (val/<wnid>/*.JPEG) or a .tar.gz of one, or "
+                             "--data=imagenet2012 --data_dir=DIR with tensorflow-datasets' "
+                             "manual download in DIR/downloads/manual")
+        problem = config["weights"] and zoo.weights_problem("Inception-v3", config["weights"],
+                                                            "--weights")
+        if problem:  # before loading: a missing weights file is a user error, not a traceback
+            raise ValueError(problem)
+        classifier = zoo.load("inception_v3", weights=config["weights"])
+        images = data.load(config["data"], "test", data_dir=config["data_dir"], cache_dir=root)
+        return classifier.model, f"inception_v3 ({config['weights']})", images
+    train = data.load(config["data"], "train", data_dir=config["data_dir"], cache_dir=root)
+    test = data.load(config["data"], "test", data_dir=config["data_dir"], cache_dir=root)
+    # The zoo's seed-0 model, the one paper 001 trains: --seed changes the draws, not it.
+    classifier = zoo.load(config["classifier"], data=config["data"], train=train, test=test,
+                          cache_dir=root)
+    return classifier.model, classifier.path.name, test
 
 
 def confidence_buckets(confidence: np.ndarray) -> dict:
@@ -109,58 +172,10 @@ def error_rates(model, x, y, x_adv) -> tuple[float, float]:
             100 * float(np.mean(~np.any(top5 == y[:, None], axis=1))))
 
 
-def main(argv):
-    del argv
-    from tfadv import attacks, report
-    from tfadv.evaluation import predict_logits
-
-    config, out, timer = common.start(PRESETS, "gradient_sign_confidence",
-                                      default_preset="quick")
-    with timer("model"):
-        model, model_name, images = load_model_and_images(config)
-    with timer("bucketing"):
-        logits = predict_logits(model, images.images)
-        probs = np.exp(logits - logits.max(1, keepdims=True))
-        probs /= probs.sum(1, keepdims=True)
-        correct = np.flatnonzero(logits.argmax(1) == images.labels)
-        rng = np.random.default_rng(config["seed"])
-        buckets = {}
-        for name, members in confidence_buckets(probs[correct].max(1)).items():
-            picked = rng.permutation(correct[members])[:config["per_bucket"]]
-            buckets[name] = np.sort(picked)
-    eps = config["eps"]
-    methods = {
-        "fast": attacks.make("fgsm", eps=eps),
-        "iterative": attacks.make("bim", eps=eps, eps_iter=1 / 255, nb_iter=iterations(eps)),
-    }
-    gradients = {"inverse": None, "least_likely": "least_likely_top5"}
-    rows = []
-    with timer("attacks"):
-        for name, idx in buckets.items():
-            x, y = images.images[idx], images.labels[idx]
-            for method, attack in methods.items():
-                for gradient, target in gradients.items():
-                    top1 = top5 = np.nan
-                    if len(idx):
-                        top1, top5 = error_rates(model, x, y, attack(model, x, y, target))
-                    fixed = name.split(" (")[0]
-                    paper = PAPER_TABLE[(method, gradient)].get(fixed, (np.nan, np.nan))
-                    rows.append({"method": method, "gradient": gradient, "bucket": name,
-                                 "images": len(idx), "top1_error": top1, "top5_error": top5,
-                                 "paper_top1": paper[0], "paper_top5": paper[1]})
-                    print(f"  {method:9s} {gradient:12s} {name:26s} n={len(idx):4d} "
-                          f"top-1 {top1:5.1f}% top-5 {top5:5.1f}%")
-    table = pd.DataFrame(rows)
-    report.save_table(table, out, "table1_error_rates", table_markdown(table, model_name, config))
-    report.save_json(out / "run.json", common.run_info(
-        config, timer.seconds, model=model_name, bucket_sizes={k: len(v) for k, v in
-                                                               buckets.items()},
-        iterations=iterations(eps), correct_images=len(correct), images=len(images.labels)))
-    print(f"wrote {out}")
-
-
 def table_markdown(table: pd.DataFrame, model_name: str, config: dict) -> str:
-    """Rows method x gradient; columns bucket (n) top-1 / top-5, 'measured (paper)'."""
+    """Rows method x gradient; columns bucket (n) top-1 / top-5, 'measured (paper)'. (Not
+    ``report.ours_and_paper``: two values per cell column, and the bucket sizes in the
+    header.)"""
     def cell(value, paper):
         measured = "n/a" if np.isnan(value) else f"{value:.0f}%"
         return measured if np.isnan(paper) else f"{measured} ({paper:.0f}%)"
@@ -173,10 +188,21 @@ def table_markdown(table: pd.DataFrame, model_name: str, config: dict) -> str:
     frame = pd.DataFrame.from_dict(wide, orient="index")
     frame.index = [f"{m} {g}" for m, g in frame.index]
     return (f"### Table 1: error rates of adversarial images, measured (paper)\n\n"
-            f"Model {model_name}, preset {config['preset']}, eps {config['eps']:.4f} "
+            f"Model {model_name}, preset {config.get('preset')}, eps {config['eps']:.4f} "
             f"({config['eps'] * 255:.1f}/255), iterative: {iterations(config['eps'])} steps of "
             f"1/255.\n\n{frame.T.to_markdown()}\n")
 
 
+def main(argv):
+    del argv
+    config, out, _ = common.start(PRESETS, "gradient_sign_confidence", default_preset="quick")
+    if flags.FLAGS.weights is not None:
+        if "weights" not in config:
+            raise ValueError(f"--weights is for the Inception-v3 presets (paper); preset "
+                             f"{config['preset']!r} uses {config['classifier']}")
+        config["weights"] = flags.FLAGS.weights
+    run(config, out)  # run keeps its own timer: it is callable without the command line
+
+
 if __name__ == "__main__":
-    app.run(main)
+    common.main(main, "gradient_sign_confidence")

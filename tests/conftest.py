@@ -1,11 +1,21 @@
-"""Shared pytest configuration: the ``slow`` marker and the real CIFAR-10 archive fixture."""
+"""Shared pytest configuration: the ``slow`` marker, the real CIFAR-10 archive fixture, and a
+private cache root.
+
+At import, when ``$TFADV_CACHE`` is unset, it is set to a fresh temporary folder: no test, and
+no subprocess a test starts (they inherit the environment), writes into the checkout's data/.
+"""
 
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+_OWN_CACHE = None
+if not os.environ.get("TFADV_CACHE"):
+    _OWN_CACHE = os.environ["TFADV_CACHE"] = tempfile.mkdtemp(prefix="tfadv-test-cache-")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
@@ -13,6 +23,12 @@ SHARED_CIFAR10 = REPO_ROOT.parent / "shared" / "data" / "cifar10-jpeg.tar.gz"
 
 def pytest_configure(config):
     config.addinivalue_line("markers", "slow: long tests, run by hand with -m slow")
+
+
+def pytest_unconfigure(config):
+    """Removes the temporary cache root made above (never one the user set)."""
+    if _OWN_CACHE:
+        shutil.rmtree(_OWN_CACHE, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -53,3 +53,22 @@ def correctly_classified(trained: Trained, n: int, seed: int = 0):
     ok = np.flatnonzero(predict(trained.model, test.images) == test.labels)
     idx = np.random.default_rng(seed).choice(ok, size=n, replace=False)
     return test.images[idx], test.labels[idx]
+
+
+def smooth_images(n: int = 4, size: int = 32, channels: int = 3, seed: int = 0) -> np.ndarray:
+    """Smooth images (random low-frequency sinusoids per channel) in [0.1, 0.9], float32."""
+    rng = np.random.default_rng(seed)
+    grid = np.linspace(0, 1, size)
+    yy, xx = np.meshgrid(grid, grid, indexing="ij")
+    images = np.empty((n, size, size, channels), np.float32)
+    for i in range(n):
+        for c in range(channels):
+            fy, fx, phase = rng.uniform(0.5, 2.0), rng.uniform(0.5, 2.0), rng.uniform(0, 6.3)
+            images[i, ..., c] = 0.5 + 0.4 * np.sin(2 * np.pi * (fy * yy + fx * xx) + phase)
+    return images
+
+
+def noisy(images: np.ndarray, sigma: float = 0.08, seed: int = 1) -> np.ndarray:
+    """``images`` plus seeded Gaussian noise, clipped to [0, 1]."""
+    rng = np.random.default_rng(seed)
+    return np.clip(images + rng.normal(0, sigma, images.shape), 0, 1).astype(np.float32)

@@ -387,12 +387,10 @@ def art_comparison(trained, model):
     """ART's JSMA and ours, targeted, theta 1, on the same 100 correctly classified test
     images with the same random targets, at ART gammas 0.1, 0.2, 0.3 (budgets 8, 14, 20)."""
     from art.attacks.evasion import SaliencyMapMethod
-    from art.estimators.classification import TensorFlowV2Classifier
+    from tfadv.attacks.art_bridge import art_classifier
     x, y = correctly_classified(trained, 100, seed=2)
     target = (y + np.random.default_rng(2).integers(1, 10, len(y))) % 10  # never y
-    classifier = TensorFlowV2Classifier(
-        model=model, nb_classes=10, input_shape=DIGITS_SHAPE, clip_values=(0.0, 1.0),
-        loss_object=keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    classifier = art_classifier(model)
     results = {}
     for art_gamma in (0.1, 0.2, 0.3):
         budget = art_budget(art_gamma)

@@ -66,8 +66,8 @@ def _tar_folder(root, archive, arcname, mode="w:gz"):
     return archive
 
 
-def _no_cache_files(cache_dir):
-    return not cache_dir.exists() or not any(cache_dir.iterdir())
+def _no_cache_files(cache_root):
+    return not cache_root.exists() or not any(p.is_file() for p in cache_root.rglob("*"))
 
 
 @pytest.fixture
@@ -377,7 +377,7 @@ def test_cache_file_holds_the_decoded_arrays(tmp_path):
     _make_image_folder(tmp_path / "ds")
     cache = tmp_path / "cache"
     got = data.load(str(tmp_path / "ds"), "test", cache_dir=cache)
-    files = list(cache.iterdir())
+    files = list((cache / "datasets").iterdir())
     assert len(files) == 1 and files[0].suffix == ".npz"
     assert files[0].name.startswith("ds-test-")
     with np.load(files[0], allow_pickle=False) as f:
@@ -391,7 +391,7 @@ def test_damaged_cache_is_ignored_and_rewritten(tmp_path, monkeypatch, damage):
     _make_image_folder(tmp_path / "ds")
     cache = tmp_path / "cache"
     reference = data.load(str(tmp_path / "ds"), "train", cache_dir=cache)
-    (cache_file,) = cache.iterdir()
+    (cache_file,) = (cache / "datasets").iterdir()
     if damage == "garbage":
         cache_file.write_bytes(os.urandom(1000))
     elif damage == "empty":
@@ -425,12 +425,26 @@ def test_changed_source_is_decoded_again(tmp_path):
     assert any(np.array_equal(img * 255, new_pixels) for img in after.images)
 
 
+def test_the_default_cache_is_the_cache_root_and_none_writes_nothing(tmp_path, monkeypatch):
+    _make_image_folder(tmp_path / "ds")
+    monkeypatch.setenv("TFADV_CACHE", str(tmp_path / "root"))
+    data.load(str(tmp_path / "ds"), "train")  # cache_dir "default": $TFADV_CACHE
+    (cached,) = (tmp_path / "root" / "datasets").iterdir()
+    assert cached.name.startswith("ds-train-") and cached.suffix == ".npz"
+    data.load(str(tmp_path / "ds"), "test", cache_dir=str(tmp_path / "given"))
+    assert len(list((tmp_path / "given" / "datasets").iterdir())) == 1
+    data.load(str(tmp_path / "ds"), "test", cache_dir=None)
+    assert len(list((tmp_path / "root" / "datasets").iterdir())) == 1
+    with pytest.raises(ValueError, match="is a URL"):
+        data.load(str(tmp_path / "ds"), "test", cache_dir="gs://bucket/cache")
+
+
 def test_no_temporary_files_left_in_the_cache(tmp_path):
     _make_image_folder(tmp_path / "ds")
     cache = tmp_path / "cache"
     for split in ("train", "test", "train"):
         data.load(str(tmp_path / "ds"), split, cache_dir=cache)
-    names = sorted(p.name for p in cache.iterdir())
+    names = sorted(p.name for p in (cache / "datasets").iterdir())
     assert len(names) == 2 and all(n.endswith(".npz") for n in names), names
     assert not any(".tmp" in n for n in names)
 
@@ -446,18 +460,7 @@ def test_a_failed_cache_write_leaves_nothing(tmp_path, monkeypatch):
     monkeypatch.setattr(np, "savez", broken_savez)
     with pytest.raises(OSError, match="disk full"):
         data.load(str(tmp_path / "ds"), "train", cache_dir=cache)
-    assert list(cache.iterdir()) == []
-
-
-def test_atomic_write_replaces_whole_files(tmp_path):
-    target = tmp_path / "sub" / "file.bin"
-    data.atomic_write(target, lambda f: f.write(b"first"))
-    assert target.read_bytes() == b"first"
-    with pytest.raises(RuntimeError):
-        data.atomic_write(target, lambda f: (f.write(b"partial"), (_ for _ in ()).throw(
-            RuntimeError("killed"))))
-    assert target.read_bytes() == b"first"
-    assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+    assert _no_cache_files(cache)
 
 
 # ---------------------------------------------------------------------------- subset
@@ -502,6 +505,26 @@ def test_subset_is_seeded():
         np.testing.assert_array_equal(a.labels, b.labels)
         c = data.subset(full, seed=8, **kwargs)
         assert not np.array_equal(a.images, c.images)
+
+
+def test_subset_and_pick_per_class_refuse_zero_or_fractional_counts():
+    full = _toy_set()
+    for bad in (0, -1, 2.5, True, "3"):
+        with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
+            data.subset(full, per_class=bad)
+        with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
+            data.pick_per_class(full, bad, seed=0)
+    assert len(data.subset(full, per_class=np.int64(2)).labels) == 6
+
+
+def test_pick_per_class_prefers_and_tops_up():
+    full = _toy_set()
+    prefer = full.labels != 1  # no image of class b is preferred
+    picked, short = data.pick_per_class(full, 3, seed=0, prefer=prefer)
+    assert short == 1 and np.bincount(picked.labels).tolist() == [3, 3, 3]
+    idx = _source_index(picked.images)
+    assert prefer[idx[picked.labels != 1]].all()
+    np.testing.assert_array_equal(picked.labels, full.labels[idx])
 
 
 def test_subset_errors():
@@ -581,6 +604,8 @@ def test_imagenet_subset_from_a_folder_and_a_tarball(tmp_path):
     np.testing.assert_array_equal(from_tar.labels, train.labels)
     with pytest.raises(ValueError, match="no images under"):
         data.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
+    with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
+        data.imagenet_subset(root, "train", 0, seed=1, size=16)
 
 
 def test_png_roundtrip_quantises_to_8_bits():
@@ -591,31 +616,6 @@ def test_png_roundtrip_quantises_to_8_bits():
         assert back.shape == x.shape and back.dtype == np.float32
         np.testing.assert_allclose(back * 255, np.round(back * 255), atol=1e-4)
         assert np.abs(back - x).max() <= 0.5 / 255 + 1e-6
-
-
-def test_cached_shards_compute_once_and_resume(tmp_path):
-    calls = []
-
-    def compute(start, stop, shard):
-        calls.append((start, stop, shard))
-        return np.full((stop - start, 2), shard, np.float32)
-
-    log = {}
-    first = data.cached_shards(tmp_path / "set", 5, 2, compute, dtype="float16", log=log)
-    assert first.dtype == np.float32 and first.shape == (5, 2)
-    assert first[:, 0].tolist() == [0, 0, 1, 1, 2]
-    assert calls == [(0, 2, 0), (2, 4, 1), (4, 5, 2)]
-    assert len(log["generated"]) == 3 and not log["reused"]
-    # a killed run: shard 1 missing, shard 2 corrupt -> only those two are computed again
-    (tmp_path / "set" / "shard00001.npz").unlink()
-    (tmp_path / "set" / "shard00002.npz").write_bytes(b"truncated")
-    calls.clear()
-    log = {}
-    again = data.cached_shards(tmp_path / "set", 5, 2, compute, log=log)
-    np.testing.assert_array_equal(again, first)
-    assert calls == [(2, 4, 1), (4, 5, 2)]
-    assert len(log["reused"]) == 2 and len(log["generated"]) == 1
-    assert not [p for p in (tmp_path / "set").iterdir() if p.suffix == ".tmp"]
 
 
 def test_resize_shrinks_with_area_and_keeps_the_range():

@@ -1,12 +1,18 @@
-"""Experiments: paper 001's smoke run end to end, its table summary, the JSMA benchmark."""
+"""Experiments: paper 001's smoke run end to end, its table summary, papers 002 and 004, the
+benchmarks, and the command line's handling of user errors.
+
+Every run here uses a temporary cache root (``--cache_dir``), never the checkout's data/.
+"""
 
 from __future__ import annotations
 
 import json
 import os
+import ast
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 import pandas as pd
@@ -18,13 +24,31 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 TABLE_COLUMNS = ["attack", "metric", "n_images", "accuracy", "std", "paper"]
 
 
-def run_module(module, *args, timeout=600):
+def run_module(module, *args, cache=None, timeout=600, expect=0):
+    """``python -m module *args``; with ``cache`` (the fixture below), under its cache root."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cache is not None:
+        args = (*args, f"--cache_dir={cache.root}")
+        env["TFADV_CACHE"] = str(cache.unused)
     proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
                           capture_output=True, text=True, timeout=timeout)
-    assert proc.returncode == 0, f"{module} failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}"
+    assert proc.returncode == expect, (f"{module}: exit status {proc.returncode}:\n"
+                                       f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
     return proc
+
+
+class Cache(NamedTuple):
+    root: Path    # --cache_dir of every run
+    unused: Path  # $TFADV_CACHE: a run that ignored --cache_dir would write here
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory):
+    """One temporary cache root for the module's runs (the digits models train once). The
+    tests check that ``unused`` stays absent: the flag is honoured everywhere."""
+    root = tmp_path_factory.mktemp("cache")
+    return Cache(root, root.parent / f"{root.name}_unused_env_cache")
 
 
 # --------------------------------------------------------------------------- summarise
@@ -104,11 +128,12 @@ def test_jsma_budget_table_matches_rerunning_with_a_smaller_gamma():
 # --------------------------------------------------------------------------- smoke run
 
 @pytest.fixture(scope="module")
-def smoke_run(tmp_path_factory):
-    """``--preset=smoke`` end to end (trains and caches its digits models under data/models
-    on the first run; about 10-30 s on a 2-core CPU)."""
+def smoke_run(tmp_path_factory, cache):
+    """``--preset=smoke`` end to end (trains and caches its digits models in the temporary
+    cache; about 15-30 s on a 2-core CPU)."""
     out = tmp_path_factory.mktemp("aft_smoke")
-    proc = run_module("experiments.adversarial_finetuning", "--preset=smoke", f"--out={out}")
+    proc = run_module("experiments.adversarial_finetuning", "--preset=smoke", f"--out={out}",
+                      cache=cache)
     return out, proc
 
 
@@ -165,11 +190,28 @@ def test_smoke_ratios_and_run_json(smoke_run):
     assert set(info["clean_accuracy"]) == {"base", "aft_fgsm", "aft_jsma"}
 
 
+def test_smoke_artifacts_live_in_the_cache_given(smoke_run, cache):
+    """The base model (zoo), the fine-tuned models and the adversarial sets are all under
+    --cache_dir: models/ and adversarial/<model file stem>/."""
+    out, _ = smoke_run
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["cache_dir"] == str(cache.root)
+    files = {name: Path(path) for name, path in info["model_files"].items()}
+    assert set(files) == {"base", "aft_fgsm", "aft_jsma"}
+    for path in files.values():
+        assert path.parent == cache.root / "models" and path.is_file(), path
+        sets = list((cache.root / "adversarial" / path.stem).glob("*/shard00000.npz"))
+        assert len(sets) == 2 * aft.PRESETS["smoke"]["seeds"] + (2 if path == files["base"]
+                                                                 else 0), path
+    assert not cache.unused.exists()
+
+
 # --------------------------------------------------------------------------- benchmark
 
-def test_benchmark_jsma_smoke(tmp_path):
+def test_benchmark_jsma_smoke(tmp_path, cache):
     # 9-14 s here (25 s while a training job held both cores): under the ~20 s "slow" line.
-    run_module("experiments.benchmark", "jsma", "--n=8", "--repeats=1", f"--out={tmp_path}")
+    run_module("experiments.benchmark", "jsma", "--n=8", "--repeats=1", f"--out={tmp_path}",
+               cache=cache)
     table = pd.read_csv(tmp_path / "benchmark_jsma.csv")
     # One row per implementation: ART's and at least one of ours (3 when this was written,
     # 5 now: default, XLA, margin saliency, the original rule).
@@ -181,6 +223,7 @@ def test_benchmark_jsma_smoke(tmp_path):
     assert table.success_rate.between(0, 1).all()
     assert (table.seconds > 0).all() and (table.speedup_vs_art > 0).all()
     assert (tmp_path / "benchmark_jsma.md").is_file()
+    assert not cache.unused.exists()
 
 
 def test_set_overrides_parse_numbers_lists_and_refuse_code():
@@ -226,8 +269,12 @@ def test_kurakin_iterations():
     assert iterations(16 / 255) == 20 and iterations(8 / 255) == 10 and iterations(2 / 255) == 2
 
 
-def test_gradient_sign_confidence_smoke(tmp_path):
-    run_module("experiments.gradient_sign_confidence", "--preset=smoke", f"--out={tmp_path}")
+def test_gradient_sign_confidence_smoke_from_python(tmp_path, cache):
+    """``run(config, out)`` works without the command line (no flags parsed)."""
+    from experiments import gradient_sign_confidence as gsc
+    config = dict(gsc.PRESETS["smoke"], preset="smoke", cache_dir=str(cache.root))
+    result = gsc.run(config, tmp_path)
+    assert result["bucket_sizes"] and len(result["table"]) == 4 * 6
     table = pd.read_csv(tmp_path / "table1_error_rates.csv")
     assert set(table.method) == {"fast", "iterative"}
     assert set(table.gradient) == {"inverse", "least_likely"}
@@ -241,19 +288,73 @@ def test_gradient_sign_confidence_smoke(tmp_path):
 
 
 def test_paper_preset_without_imagenet_fails_clearly(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
-    proc = subprocess.run([sys.executable, "-m", "experiments.gradient_sign_confidence",
-                           "--preset=paper", f"--out={tmp_path}"], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=300)
-    assert proc.returncode != 0
-    assert "ImageNet" in proc.stderr
+    proc = run_module("experiments.gradient_sign_confidence", "--preset=paper",
+                      f"--out={tmp_path}", expect=2, timeout=300)
+    assert "ImageNet" in one_error_line(proc, "gradient_sign_confidence")
 
 
-def test_benchmark_attacks_smoke(tmp_path):
+# --------------------------------------------------------------------------- user errors
+
+def one_error_line(proc, experiment: str) -> str:
+    """The one line a user error prints (last on stderr, no traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if line.startswith(f"{experiment}:")]
+    assert len(ours) == 1 and proc.stderr.strip().splitlines()[-1] == ours[0], proc.stderr
+    return ours[0]
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--preset=nope"], "unknown preset 'nope'"),
+    (["--preset=smoke", "--set=sizes=abc"], "--set expected a number"),
+])
+def test_user_error_is_one_line_and_exit_status_2(tmp_path, args, message):
+    proc = run_module("experiments.adversarial_finetuning", *args, f"--out={tmp_path / 'o'}",
+                      expect=2, timeout=300)
+    assert message in one_error_line(proc, "adversarial_finetuning")
+    assert not (tmp_path / "o").exists()
+
+
+def test_weights_flag_outside_the_inception_preset_is_a_user_error(tmp_path):
+    proc = run_module("experiments.gradient_sign_confidence", "--preset=smoke",
+                      "--weights=imagenet", f"--out={tmp_path}", expect=2, timeout=300)
+    assert "--weights" in one_error_line(proc, "gradient_sign_confidence")
+
+
+# --------------------------------------------------------------------------- layout
+
+EXPERIMENTS = ("adversarial_finetuning", "attack_comparison", "gradient_sign_confidence")
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS + ("benchmark",))
+def test_no_experiment_imports_another(name):
+    """Experiments share only experiments/common.py (flags); models come from the zoo."""
+    tree = ast.parse((REPO_ROOT / "experiments" / f"{name}.py").read_text())
+    imported = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.ImportFrom) and node.module == "experiments":
+            imported |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").startswith("experiments."):
+            imported.add(node.module.split(".")[1])
+        elif isinstance(node, ast.Import):
+            imported |= {a.name.split(".")[1] for a in node.names
+                         if a.name.startswith("experiments.")}
+    assert imported <= {"common"}, imported
+
+
+@pytest.mark.parametrize("name", EXPERIMENTS)
+def test_presets_name_zoo_classifiers(name):
+    import importlib
+    from tfadv.models import zoo
+    module = importlib.import_module(f"experiments.{name}")
+    for preset, config in module.PRESETS.items():
+        assert config["classifier"] in zoo.NAMES, (preset, config["classifier"])
+
+
+def test_benchmark_attacks_smoke(tmp_path, cache):
     """Each attack beside its reference library (cleverhans, ART, Foolbox) on a few images."""
     # The cheap peers only: ART's C&W L0/Linf and UAP take minutes even on 8 digit images.
     run_module("experiments.benchmark", "attacks", "--n=8", "--repeats=1", f"--out={tmp_path}",
-               "--only=fgsm,pgd,deepfool,cw_l2,autoattack")
+               "--only=fgsm,pgd,deepfool,cw_l2,autoattack", cache=cache)
     table = pd.read_csv(tmp_path / "benchmark_attacks.csv")
     assert set(table.attack) == {"fgsm", "pgd", "deepfool", "cw_l2", "autoattack"}
     assert (table.groupby("attack").size() >= 2).all()  # ours and at least one peer
@@ -266,9 +367,10 @@ def test_benchmark_attacks_smoke(tmp_path):
 
 # --------------------------------------------------------------------------- paper 002
 
-def test_attack_comparison_smoke(tmp_path):
+def test_attack_comparison_smoke(tmp_path, cache):
     """Every row and case of the survey's C&W table, from a real (tiny) run on digits."""
-    run_module("experiments.attack_comparison", "--preset=smoke", f"--out={tmp_path}")
+    run_module("experiments.attack_comparison", "--preset=smoke", f"--out={tmp_path}",
+               cache=cache)
     table = pd.read_csv(tmp_path / "table_attack_comparison.csv")
     from experiments.attack_comparison import CASES, ROWS
     assert list(table.attack.unique()) == list(ROWS)
@@ -281,6 +383,7 @@ def test_attack_comparison_smoke(tmp_path):
     per_example = pd.read_csv(tmp_path / "per_example.csv")
     assert len(per_example[per_example.row == "C&W L2"]) == 4 * 9  # every other class
     assert json.loads((tmp_path / "run.json").read_text())["config"]["preset"] == "smoke"
+    assert not cache.unused.exists()
 
 
 def test_attack_comparison_cases_from_per_example_rows():

@@ -10,7 +10,8 @@ import tensorflow as tf
 from helpers import trained_digits_model
 from tfadv import attacks, models
 from tfadv.attacks import validation
-from tfadv.defenses.finetune import adversarial_finetune
+from tfadv.defenses import training
+from tfadv.defenses.training import adversarial_finetune
 from tfadv.models.inception import inception_v3
 from tfadv.models.resnet import resnet18
 from tfadv.models.train import SlowStartFastDecay
@@ -138,6 +139,10 @@ def test_adversarial_finetune_returns_trained_copy_and_leaves_original():
     assert all(changed)                                          # every weight was trained
     # It trained on the adversarial images with their true labels: their loss went down.
     assert float(loss(y, tuned(x_adv, training=False))) < float(loss(y, logits_before))
+
+
+def test_training_defenses_registry():
+    assert training.TRAINING["adversarial_finetune"] is adversarial_finetune
 
 
 def test_adversarial_finetune_rejects_batch_size_not_dividing_images():

@@ -21,7 +21,7 @@ import pandas as pd
 import pytest
 import tensorflow as tf
 
-from tfadv import models
+from tfadv import cache, defenses, models
 from tfadv.defenses import purifier
 from tfadv.models import perceptual, pix2pix
 from tfadv.models.resnet import resnet18, tiny_cnn
@@ -360,7 +360,7 @@ def test_purify_validates_its_input():
     out = purifier.purify(generator, x, batch_size=2)
     assert out.shape == x.shape and out.dtype == np.float32
     np.testing.assert_array_equal(out, purifier.purify(generator, x))  # deterministic
-    bad = {"shape": x[0], "Resize": np.zeros((1, 16, 16, 3), np.float32),
+    bad = {"shape": x[0], "resize them": np.zeros((1, 16, 16, 3), np.float32),
            "uint8": (x * 255).astype(np.uint8), "NaN": np.where(x > 0.5, np.nan, x),
            r"\[0, 1\]": x * 255}
     for message, images in bad.items():
@@ -386,7 +386,9 @@ def test_generator_save_load_round_trip(tmp_path):
 # --------------------------------------------------------------------------- benchmark
 
 def test_benchmark_purifier_smoke(tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
+    # TFADV_CACHE stays (conftest's temporary root): nothing may be written into data/.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TFADV_") or k == "TFADV_CACHE"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
         [sys.executable, "-m", "experiments.benchmark", "purifier", "--size=32",
@@ -404,10 +406,11 @@ def test_benchmark_purifier_smoke(tmp_path):
 
 def test_train_cached_trains_once_then_loads(tmp_path):
     x_adv, x_clean = _toy_pairs(4, 8)
-    settings = dict(pairs_id="toy", features=None, model_dir=tmp_path, base_filters=4,
+    settings = dict(pairs_id="toy", features=None, cache_dir=tmp_path, base_filters=4,
                     batch_size=2, epochs=1, seed=0)
     generator, path, history, trained = purifier.train_cached("toy", x_adv, x_clean, **settings)
     assert trained and path.exists() and len(history) == 1
+    assert path.parent == tmp_path / "models" and path.name.startswith("purifier_toy-")
     assert not path.with_suffix(".ckpt").exists()  # the checkpoint is gone once cached
     again, path_again, history_again, trained_again = purifier.train_cached(
         "toy", x_adv, x_clean, **settings)
@@ -419,10 +422,10 @@ def test_train_cached_trains_once_then_loads(tmp_path):
 
 def test_train_cached_ignores_purifiers_of_an_older_training_version(tmp_path, monkeypatch):
     x_adv, x_clean = _toy_pairs(4, 8)
-    settings = dict(pairs_id="toy", features=None, model_dir=tmp_path, base_filters=4,
+    settings = dict(pairs_id="toy", features=None, cache_dir=tmp_path, base_filters=4,
                     batch_size=2, epochs=1, seed=0)
     _, old_path, _, _ = purifier.train_cached("toy", x_adv, x_clean, **settings)
-    monkeypatch.setattr(purifier, "TRAINING_VERSION", purifier.TRAINING_VERSION + 1)
+    monkeypatch.setitem(cache.VERSIONS, "purifier", cache.VERSIONS["purifier"] + 1)
     _, new_path, _, trained = purifier.train_cached("toy", x_adv, x_clean, **settings)
     assert trained and new_path != old_path
 
@@ -446,3 +449,55 @@ def test_monitor_joins_every_epoch_record_and_the_log(tmp_path):
         float(np.mean(purifier.purify(generator, x_adv))))
     logged = [json.loads(line) for line in (tmp_path / "train_log.jsonl").read_text().splitlines()]
     assert [r["mean_output"] for r in logged] == [r["mean_output"] for r in history]
+
+
+def test_schedule_text_names_every_phase():
+    text = purifier.schedule_text(10, "multi")
+    assert text.startswith("loss-weight schedule (multi-step, 10 epochs)")
+    assert "epochs 0-3: lambda_pix=100, lambda_perc=100" in text
+    assert "epochs 4-6: lambda_pix=100, lambda_perc=50" in text
+    assert "epochs 7-9: lambda_pix=100, lambda_perc=1" in text
+    assert purifier.schedule_text(3, "single").endswith("epochs 0-2: lambda_pix=100, "
+                                                        "lambda_perc=1")
+    with pytest.raises(ValueError, match="steps"):
+        purifier.schedule_text(3, "two")
+
+
+def test_load_gives_a_differentiable_defense_named_by_its_file(tmp_path):
+    generator, _ = _networks(8, base_filters=4)
+    path = tmp_path / "purifier_toy-0123.keras"
+    models.save(generator, path)
+    defense = purifier.load(path)
+    assert isinstance(defense, defenses.Defense) and defense.name == "purifier"
+    assert defense.id == "purifier_toy-0123"
+    assert defense.differentiable and not defense.randomized and defense.model is not None
+    x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
+    np.testing.assert_array_equal(defense(x), purifier.purify(generator, x))
+    with pytest.raises(ValueError, match="not found"):
+        purifier.load(tmp_path / "missing.keras")
+
+
+def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
+    """Two attacks: a purifier per attack on its own pairs, then the versatile one on image
+    i attacked by attacks[assign[i]]; a second call loads all three from the cache."""
+    x_clean = _toy_pairs(4, 8, seed=1)[1]
+    attacked_sets = {"a": _toy_pairs(4, 8, seed=2)[0], "b": _toy_pairs(4, 8, seed=3)[0]}
+    assign = np.array([0, 1, 1, 0])
+    settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
+                    epochs=1, seed=0, verbose=False)
+    log = {}
+    made, paths, histories = purifier.train_versatile(
+        ["a", "b"], attacked_sets.__getitem__, x_clean, assign, log=log, **settings)
+    assert list(made) == ["a", "b", "versatile"] and log == {"trained": ["a", "b", "versatile"]}
+    for name, defense in made.items():
+        assert defense.id == paths[name].stem and paths[name].exists()
+        assert len(histories[name]) == 1
+    # The versatile purifier's pairs: rows 0, 3 from attack a, rows 1, 2 from attack b.
+    mixed = np.where(assign[:, None, None, None] == 0, attacked_sets["a"], attacked_sets["b"])
+    _, path, _, trained = purifier.train_cached(
+        "versatile", mixed, x_clean, pairs_id=f"versatile:{cache.digest(mixed)}", **settings)
+    assert not trained and path == paths["versatile"]
+    again = {}
+    purifier.train_versatile(["a", "b"], attacked_sets.__getitem__, x_clean, assign,
+                             log=again, **settings)
+    assert again == {"cached": ["a", "b", "versatile"]}

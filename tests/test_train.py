@@ -20,7 +20,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from tfadv import data, models
+from tfadv import cache, data, models
 from tfadv.models import train
 from tfadv.models.resnet import tiny_cnn
 
@@ -393,9 +393,10 @@ def _small_set():
 def test_train_cached_trains_once(tmp_path, monkeypatch):
     small = _small_set()
     kwargs = dict(architecture="tiny_cnn", epochs=1, batch_size=32, seed=0, data_id="digits",
-                  model_dir=tmp_path, verbose=False, precision="float32")
+                  cache_dir=tmp_path, verbose=False, precision="float32")
     model, path, history = models.train_cached(small, **kwargs)
-    assert path.parent == tmp_path and path.suffix == ".keras" and path.exists()
+    assert path.parent == tmp_path / "models" and path.suffix == ".keras" and path.exists()
+    assert path.name.startswith("tiny_cnn-")
     assert [r["epoch"] for r in history] == [1]
     info = json.loads(path.with_suffix(".json").read_text())
     assert info["config"]["epochs"] == 1 and info["history"] == json.loads(json.dumps(history))
@@ -416,6 +417,32 @@ def test_train_cached_trains_once(tmp_path, monkeypatch):
         models.train_cached(small, **dict(kwargs, seed=1))
     with pytest.raises(AssertionError, match="trained again"):
         models.train_cached(data.subset(small, n=96), **kwargs)
+    with pytest.raises(AssertionError, match="trained again"):
+        models.train_cached(small, **dict(kwargs, data_id="other"))
+    # A new classifier code version never loads the old file.
+    monkeypatch.setitem(cache.VERSIONS, "classifier", cache.VERSIONS["classifier"] + 1)
+    with pytest.raises(AssertionError, match="trained again"):
+        models.train_cached(small, **kwargs)
+
+
+def test_train_cached_defaults_to_the_cache_root(monkeypatch, tmp_path):
+    """cache_dir None: $TFADV_CACHE (conftest's temporary folder in tests), never data/."""
+    monkeypatch.setenv(cache.ENV, str(tmp_path / "env_root"))
+    small = _small_set()
+    _, path, _ = models.train_cached(small, architecture="tiny_cnn", epochs=1, batch_size=64,
+                                     seed=0, data_id="digits", verbose=False,
+                                     precision="float32")
+    assert path.parent == tmp_path / "env_root" / "models" and path.exists()
+
+
+def test_save_makes_its_folder_and_refuses_other_suffixes(tmp_path):
+    model = tiny_cnn(input_shape=(8, 8, 1), width=4)
+    path = tmp_path / "new" / "nested" / "m.keras"
+    models.save(model, path)  # a fresh cache root has no models/ folder yet
+    assert path.exists() and [p.name for p in path.parent.iterdir()] == ["m.keras"]
+    assert models.load(path).output_shape == model.output_shape
+    with pytest.raises(ValueError, match="end in .keras"):
+        models.save(model, tmp_path / "m.h5")
 
 
 def test_train_cached_applies_the_precision(tmp_path):
@@ -423,7 +450,7 @@ def test_train_cached_applies_the_precision(tmp_path):
     before = keras.mixed_precision.global_policy().name
     model, path, _ = models.train_cached(small, architecture="tiny_cnn", epochs=1,
                                          batch_size=64, precision="mixed_bfloat16",
-                                         model_dir=tmp_path, verbose=False)
+                                         cache_dir=tmp_path, verbose=False)
     assert model.get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     assert models.load(path).get_layer("conv1").dtype_policy.name == "mixed_bfloat16"
     assert keras.mixed_precision.global_policy().name == before  # not left changed

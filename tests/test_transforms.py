@@ -1,4 +1,8 @@
-"""Input-transformation defenses (tfadv.defenses.transforms) and image-quality metrics."""
+"""Input-transformation defenses (tfadv.defenses.transforms) and image-quality metrics.
+
+The defense contract every transform is used through (``tfadv.defenses.make``: shape, dtype,
+range, seeds, parameters, input checks) is tested in test_defenses.py; SR in test_sr.py.
+"""
 
 import keras
 import numpy as np
@@ -6,91 +10,40 @@ import pytest
 from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_wavelet
 
-from tfadv import data, models
+from helpers import noisy, smooth_images
+from tfadv import defenses
 from tfadv.defenses import transforms as T
 from tfadv.evaluation import image_quality, image_quality_summary, ssim_win_size
+from tfadv.models import sr
 
 RANDOM = ("random_resize_pad", "pixel_deflection", "deflect_and_denoise")
 
 
-def smooth_images(n=4, size=32, channels=3, seed=0):
-    """Smooth colour images (random low-frequency sinusoids) in [0.1, 0.9]."""
-    rng = np.random.default_rng(seed)
-    grid = np.linspace(0, 1, size)
-    yy, xx = np.meshgrid(grid, grid, indexing="ij")
-    images = np.empty((n, size, size, channels), np.float32)
-    for i in range(n):
-        for c in range(channels):
-            fy, fx, phase = rng.uniform(0.5, 2.0), rng.uniform(0.5, 2.0), rng.uniform(0, 6.3)
-            images[i, ..., c] = 0.5 + 0.4 * np.sin(2 * np.pi * (fy * yy + fx * xx) + phase)
-    return images
-
-
-def noisy(images, sigma=0.08, seed=1):
-    rng = np.random.default_rng(seed)
-    return np.clip(images + rng.normal(0, sigma, images.shape), 0, 1).astype(np.float32)
-
-
-@pytest.fixture(scope="module")
-def digits():
-    """Eight scikit-learn digits, 8x8x1 in [0, 1]."""
-    return data.load("digits", "test", cache_dir=None).images[:8]
-
-
 @pytest.fixture(scope="module")
 def sr_model():
-    """A tiny SR network trained briefly on smooth 16x16 images."""
-    return T.train_sr(smooth_images(8, 16), epochs=2, batch_size=4, seed=0, filters=8,
-                      blocks=1, verbose=False)
-
-
-def run(name, x, sr_model=None, seed=0):
-    params = {"seed": seed} if name in RANDOM else {}
-    if name == "sr_and_denoise":
-        params["sr_model"] = sr_model
-    return T.make(name, **params)(x)
-
-
-# --------------------------------------------------------------------------- the contract
-
-@pytest.mark.parametrize("name", sorted(T.TRANSFORMS))
-@pytest.mark.parametrize("gray", [False, True])
-def test_contract_shape_dtype_range_input_untouched(name, gray, digits, sr_model):
-    x = digits if gray else smooth_images()
-    if name == "sr_and_denoise" and gray:
-        model = T.sr_network(channels=1, filters=4, blocks=1)
-    else:
-        model = sr_model
-    before = x.copy()
-    out = run(name, x, model)
-    expected = (len(x), 35, 35, 3) if name == "random_resize_pad" and not gray else x.shape
-    if name == "random_resize_pad" and gray:
-        expected = (len(x), 9, 9, 1)  # round(8 * 331 / 299) = 9
-    assert out.shape == expected
-    assert out.dtype == np.float32
-    assert np.all(np.isfinite(out)) and out.min() >= 0.0 and out.max() <= 1.0
-    np.testing.assert_array_equal(x, before)
-    assert out is not x
-    assert T.DESCRIPTIONS[name]
+    """A tiny untrained x2 SR network (the composition does not depend on its training)."""
+    keras.utils.set_random_seed(0)
+    return sr.sr_network(channels=3, filters=4, blocks=1)
 
 
 @pytest.mark.parametrize("name", RANDOM)
 def test_random_transforms_deterministic_per_seed(name):
+    """The transform functions themselves: the seed is an explicit argument."""
     x = smooth_images()
-    np.testing.assert_array_equal(run(name, x, seed=3), run(name, x, seed=3))
-    assert not np.array_equal(run(name, x, seed=3), run(name, x, seed=4))
+    fn = getattr(T, name)
+    np.testing.assert_array_equal(fn(x, seed=3), fn(x, seed=3))
+    assert not np.array_equal(fn(x, seed=3), fn(x, seed=4))
+    assert defenses.NAMES[name].randomized
 
 
-def test_make_records_params_and_rejects_bad_calls():
-    defense = T.make("deflect_and_denoise", seed=1, deflections=None)
-    assert defense.name == "deflect_and_denoise"
-    assert defense.params["sigma"] == T.PAPER_SIGMA and defense.params["deflections"] is None
-    with pytest.raises(ValueError, match="unknown transform"):
-        T.make("jpeg")
-    with pytest.raises(ValueError, match=r"needs \['seed'\]"):
-        T.make("random_resize_pad")
-    with pytest.raises(ValueError, match="takes no parameter"):
-        T.make("wavelet_denoise", seed=0)
+def test_random_resize_pad_defaults_to_xies_larger_output():
+    """The function keeps Xie et al.'s padded size; the registered defense resizes back."""
+    x = smooth_images(2)
+    assert T.random_resize_pad(x, seed=0).shape == (2, 35, 35, 3)
+    gray = smooth_images(2, 8, 1)
+    assert T.random_resize_pad(gray, seed=0).shape == (2, 9, 9, 1)  # round(8 * 331 / 299)
+    np.testing.assert_array_equal(defenses.make("random_resize_pad")(x, seed=0),
+                                  T.random_resize_pad(x, seed=0, resize_back=True))
 
 
 # --------------------------------------------------------------------------- Xie et al.
@@ -200,70 +153,16 @@ def test_deflect_and_denoise_is_the_composition():
 
 # --------------------------------------------------------------------------- Mustafa et al.
 
-def sr_l1(model, images):
-    low, high = T.make_sr_pairs(images)
-    return float(np.mean(np.abs(T.super_resolve(low, model) - high)))
-
-
-def test_sr_network_shape_and_training_reduces_l1():
-    images = smooth_images(8, 16)
-    keras.utils.set_random_seed(0)
-    model = T.sr_network(channels=3, filters=8, blocks=1)
-    assert model(np.zeros((2, 5, 7, 3), np.float32)).shape == (2, 10, 14, 3)
-    assert model.output.dtype == "float32"
-    before = sr_l1(model, images)
-    T.train_sr(images, epochs=15, batch_size=4, seed=0, learning_rate=3e-3, model=model,
-               verbose=False)
-    after = sr_l1(model, images)
-    assert after < 0.8 * before, (before, after)
-
-
 def test_sr_and_denoise_order_and_sizes(sr_model):
     x = smooth_images(2, 16)
     up = T.sr_and_denoise(x, sr_model, resize_back=False)
     assert up.shape == (2, 32, 32, 3)
-    np.testing.assert_allclose(up, T.super_resolve(T.wavelet_denoise(x, sigma=0.04), sr_model),
+    np.testing.assert_allclose(up, sr.super_resolve(T.wavelet_denoise(x, sigma=0.04), sr_model),
                                atol=1e-6)
     back = T.sr_and_denoise(x, sr_model)
     assert back.shape == x.shape and back.dtype == np.float32
     with pytest.raises(ValueError, match="takes 3 channels"):
         T.sr_and_denoise(np.zeros((1, 8, 8, 1), np.float32), sr_model)
-
-
-def test_sr_model_save_load_round_trip(sr_model, tmp_path):
-    path = tmp_path / "sr.keras"
-    models.save(sr_model, path)
-    loaded = models.load(path)  # safe_mode=True: no Lambda layer may be in the file
-    x = smooth_images(2, 12)
-    np.testing.assert_allclose(T.super_resolve(x, loaded), T.super_resolve(x, sr_model),
-                               atol=1e-6)
-
-
-def test_make_sr_pairs_and_train_sr_validation():
-    low, high = T.make_sr_pairs(smooth_images(2, 16))
-    assert low.shape == (2, 8, 8, 3) and high.shape == (2, 16, 16, 3)
-    with pytest.raises(ValueError, match="not divisible by the scale"):
-        T.make_sr_pairs(smooth_images(1, 15))
-    with pytest.raises(ValueError, match="takes 3 channels"):
-        T.train_sr(np.zeros((2, 8, 8, 1), np.float32), epochs=1,
-                   model=T.sr_network(channels=3, filters=4, blocks=0), verbose=False)
-
-
-# --------------------------------------------------------------------------- validation
-
-@pytest.mark.parametrize("name", sorted(T.TRANSFORMS))
-def test_validation_errors(name, sr_model):
-    good = smooth_images(1)
-    nan = good.copy()
-    nan[0, 0, 0, 0] = np.nan
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        run(name, nan, sr_model)
-    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
-        run(name, good * 255, sr_model)
-    with pytest.raises(ValueError, match="rank 4"):
-        run(name, good[0], sr_model)
-    with pytest.raises(ValueError, match="1 \\(grayscale\\) or 3 \\(RGB\\) channels"):
-        run(name, np.zeros((1, 3, 16, 16), np.float32), sr_model)
 
 
 # --------------------------------------------------------------------------- image quality

@@ -1,9 +1,10 @@
-"""Paper 003's versatile defense (experiments/versatile_defense.py).
+"""Paper 003's versatile defense (experiments/versatile_defense.py, tfadv.report.versatile).
 
-The smoke preset end to end (every output, the PNG round-trip rows, run.json), a second run
-that reuses every cache, the preset pick on a CPU, ``--steps``, the paper preset's fail-fast,
-and the pieces: ImageNet sampling, Tables 1-2 arithmetic, the PNG round trip, BPDA + EOT PGD.
-About a minute on 2 CPU cores, most of it the two smoke runs.
+The smoke preset end to end in a temporary ``--cache_dir`` (every output, the PNG round-trip
+rows, run.json, the adaptive table's sanity columns), a second run that reuses every cache,
+the preset pick (common.pick_preset), ``--steps``, one-line errors with exit status 2 (the
+paper preset's preflight, ``--set=train_per_class=0``), and Tables 1-2 arithmetic. BPDA + EOT
+PGD is tested in test_bpda.py. About two minutes on 2 CPU cores, most of it the smoke runs.
 """
 
 from __future__ import annotations
@@ -12,13 +13,18 @@ import json
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 import pytest
 
+from experiments import common
 from experiments import versatile_defense as vd
+from tfadv.models import zoo
+from tfadv.report import tables
+from tfadv.report import versatile as rv
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
@@ -30,7 +36,9 @@ ROW_LABELS = [vd.LABELS[r] for r in vd.ROWS] + ["Average"]
 
 
 def run_module(*args, timeout=600, env_extra=None):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
+    # TFADV_CACHE stays (conftest's temporary root): nothing may be written into data/.
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith("TFADV_") or k == "TFADV_CACHE"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     env["CUDA_VISIBLE_DEVICES"] = ""  # the tests are about the CPU behaviour
     env.update(env_extra or {})
@@ -44,13 +52,28 @@ def _ok(proc):
     return proc
 
 
+def _one_line_error(proc) -> str:
+    """The error line of a run refused with exit status 2, no traceback (common.main)."""
+    assert proc.returncode == 2, f"rc {proc.returncode}:\n{proc.stdout[-2000:]}\n{proc.stderr[-3000:]}"
+    assert "Traceback" not in proc.stderr and "Traceback" not in proc.stdout
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("versatile_defense: ")]
+    assert len(lines) == 1, proc.stderr[-3000:]
+    assert lines[0].startswith("versatile_defense: error: ")
+    return lines[0]
+
+
 @pytest.fixture(scope="module")
 def smoke(tmp_path_factory):
     """Two smoke runs with the PNG round trip sharing one fresh cache: the second resumes."""
     root = tmp_path_factory.mktemp("versatile")
-    common = ["--preset=smoke", "--png_roundtrip", f"--cache_dir={root / 'cache'}"]
-    first = _ok(run_module(*common, f"--out={root / 'first'}"))
-    _ok(run_module(*common, f"--out={root / 'second'}"))
+    started = time.time() - 1
+    args = ["--preset=smoke", "--png_roundtrip", f"--cache_dir={root / 'cache'}"]
+    first = _ok(run_module(*args, f"--out={root / 'first'}"))
+    _ok(run_module(*args, f"--out={root / 'second'}"))
+    # Everything went to --cache_dir: none of its files was written into data/ as well.
+    ours = {p.name for p in (root / "cache").rglob("*") if p.is_file()}
+    assert ours and not [p for p in (REPO_ROOT / "data").rglob("*")
+                         if p.name in ours and p.stat().st_mtime >= started]
     return {"first": root / "first", "second": root / "second", "cache": root / "cache",
             "stdout": first.stdout}
 
@@ -64,8 +87,8 @@ def test_smoke_writes_every_output(smoke):
 
 
 def test_tables_have_the_papers_rows_and_columns(smoke):
-    for stem, columns, paper in (("table1_generalizability", vd.TABLE1_COLUMNS, vd.PAPER_TABLE1),
-                                 ("table2_comparison", vd.TABLE2_COLUMNS, vd.PAPER_TABLE2)):
+    for stem, columns, paper in (("table1_generalizability", rv.TABLE1_COLUMNS, rv.PAPER_TABLE1),
+                                 ("table2_comparison", rv.TABLE2_COLUMNS, rv.PAPER_TABLE2)):
         table = pd.read_csv(smoke["first"] / f"{stem}.csv")
         tensor = table[table.evaluation == "tensor"]
         assert list(dict.fromkeys(tensor.attack)) == ROW_LABELS
@@ -115,8 +138,23 @@ def test_quality_robustness_and_adaptive_tables(smoke):
     assert all(v == {False, True} for v in saw.values())
     methods = dict(zip(adaptive[adaptive.attack_saw_defense].defense_key,
                        adaptive[adaptive.attack_saw_defense].method))
-    assert "EOT" in methods["random_resize"] and "BPDA" in methods["sr_wd"]
+    assert "EOT" in methods["random_resize"] and "EOT" in methods["pd_wd"]
+    assert "BPDA" in methods["sr_wd"] and "EOT" not in methods["sr_wd"]
     assert "full gradients" in methods["versatile"]
+    assert "full gradients" in methods["specific_pgd"]
+    # The sanity checks: a column on every attacked row (adaptive, and no defense's gray-box
+    # row, which is its adaptive one), with the numbers they were judged on.
+    for column in ("sanity", "sanity_images", "sanity_half_steps_accuracy",
+                   "sanity_full_steps_accuracy", "sanity_large_eps_accuracy",
+                   "sanity_zero_gradients"):
+        assert column in adaptive, column
+    attacked = adaptive[adaptive.attack_saw_defense | (adaptive.defense_key == "none")]
+    assert len(attacked) == len(vd.ADAPTIVE_DEFENSES)
+    assert attacked.sanity.map(lambda v: v == "ok" or v.startswith("FAIL: ")).all()
+    assert (attacked.sanity_images == vd.PRESETS["smoke"]["sanity_n"]).all()
+    assert attacked.sanity_large_eps_accuracy.between(0, 100).all()
+    md = (smoke["first"] / "table_adaptive.md").read_text()
+    assert "sanity" in md and "eps 0.5" in md
 
 
 def test_purifier_training_log_has_every_epoch_and_the_monitor(smoke):
@@ -152,6 +190,22 @@ def test_run_json_has_schedule_perceptual_and_provenance(smoke):
     assert info["attacks"]["pgd"]["nb_iter"] == vd.PRESETS["smoke"]["nb_iter"]
     assert info["png_roundtrip"] is True
     assert "SUBSTITUTE" in smoke["stdout"]  # said loudly while running too
+    # The defenses beside the purifiers, with their declared properties ("baselines" before).
+    assert "baselines" not in info
+    defended = info["defenses"]
+    assert set(defended) == {"none", "versatile", "random_resize", "pd_wd", "sr_wd"}
+    for key, (randomized, differentiable) in {
+            "none": (False, True), "versatile": (False, True), "random_resize": (True, False),
+            "pd_wd": (True, False), "sr_wd": (False, False)}.items():
+        assert defended[key]["randomized"] is randomized, key
+        assert defended[key]["differentiable"] is differentiable, key
+        assert defended[key]["description"]
+    assert defended["random_resize"]["params"]["resize_back"] is True
+    assert defended["pd_wd"]["params"]["sigma"] == pytest.approx(0.04)
+    assert info["classifier"]["id"].startswith("tiny_cnn-")
+    assert "digits_tiny_cnn_smoke" in info["classifier"]["name"]
+    assert info["config"]["classifier"] == "digits_tiny_cnn_smoke"
+    assert info["cache"]["dir"] == str(smoke["cache"])
 
 
 def test_second_run_reuses_every_cache(smoke):
@@ -163,8 +217,12 @@ def test_second_run_reuses_every_cache(smoke):
     assert second["adversarial_shards_reused"] == first["adversarial_shards_generated"]
     assert second["purifiers_trained"] == [] and len(second["purifiers_cached"]) == 7
     assert second["sr_network"] == "cached"
+    # Everything went under --cache_dir: models/ and adversarial/ (digits need no datasets/).
+    assert {p.name for p in smoke["cache"].iterdir()} == {"models", "adversarial"}
     # Finished purifiers leave no training checkpoints behind; the .keras is the cache.
     models = smoke["cache"] / "models"
+    assert len(list(models.glob("sr_x2-*.keras"))) == 1
+    assert len(list(models.glob("tiny_cnn-*.keras"))) == 1  # the zoo's smoke classifier
     assert len(list(models.glob("purifier_*.keras"))) == 7
     assert not list(models.glob("purifier_*.ckpt"))
     # Same caches, same numbers.
@@ -180,6 +238,23 @@ def test_no_preset_on_a_cpu_picks_quick_and_says_why():
     first = [line for line in proc.stdout.splitlines() if line.strip()][0]
     assert "picked 'quick'" in first and "no GPU or TPU is visible" in first
     assert '"preset": "quick"' in proc.stdout
+    assert '"preset_source": "auto: no GPU or TPU is visible' in proc.stdout
+
+
+def test_pick_preset_takes_the_accelerated_one_when_a_device_is_visible(monkeypatch):
+    import tensorflow as tf
+
+    class Device:
+        def __init__(self, name):
+            self.name = name
+
+    visible = {"GPU": [], "TPU": []}
+    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: visible.get(kind, []))
+    picked, why = common.pick_preset("paper", "quick", "it needs a GPU")
+    assert picked == "quick" and why == "no GPU or TPU is visible: it needs a GPU"
+    visible["GPU"] = [Device("/physical_device:GPU:0")]
+    picked, why = common.pick_preset("paper", "quick", "it needs a GPU")
+    assert picked == "paper" and "/physical_device:GPU:0" in why
 
 
 def test_steps_single_changes_the_logged_schedule():
@@ -198,8 +273,7 @@ def test_paper_preset_without_data_or_weights_fails_at_once(tmp_path):
     proc = run_module("--preset=paper", f"--out={out}",
                       f"--inception_weights={tmp_path / 'no_inception.h5'}",
                       f"--vgg19_weights={tmp_path / 'no_vgg19.h5'}", timeout=120)
-    assert proc.returncode != 0
-    message = proc.stderr + proc.stdout
+    message = _one_line_error(proc)
     assert "cannot start" in message
     assert "--data" in message and "--data_dir" in message and "ImageNet" in message
     assert "--inception_weights" in message and "--vgg19_weights" in message
@@ -213,12 +287,24 @@ def test_missing_imagenet_weights_say_what_to_supply(monkeypatch, tmp_path):
         raise Exception("URL fetch failure: offline")
     monkeypatch.setattr(keras.utils, "get_file", offline)
     monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    problem = vd._weights_problem("VGG19", "imagenet")
+    problem = zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights")
     assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in problem
     assert "--vgg19_weights=PATH" in problem
     (tmp_path / "models").mkdir()
     (tmp_path / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
-    assert vd._weights_problem("VGG19", "imagenet") is None  # found in the Keras cache
+    assert zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights") is None  # Keras cache
+    missing = zoo.weights_problem("Inception-v3", str(tmp_path / "none.h5"),
+                                  "--inception_weights")
+    assert "does not exist" in missing and "--inception_weights=PATH" in missing
+    weights = tmp_path / "inception.h5"
+    weights.write_bytes(b"")
+    assert zoo.weights_problem("Inception-v3", str(weights), "--inception_weights") is None
+    problems = zoo.missing_inputs("inception_v3", "vgg19", data=str(tmp_path / "no_imagenet"),
+                                  data_dir=None, weights=str(tmp_path / "none.h5"),
+                                  vgg19_weights="imagenet")
+    assert len(problems) == 2 and "ImageNet" in problems[0]  # the VGG19 file is cached now
+    assert zoo.missing_inputs("digits_tiny_cnn", "classifier", data="digits", data_dir=None,
+                              weights=None, vgg19_weights=None) == []
 
 
 def test_presets_switch_to_rgb_with_data():
@@ -226,8 +312,14 @@ def test_presets_switch_to_rgb_with_data():
     rgb = vd.presets_for("../shared/data/cifar10-jpeg.tar.gz")
     assert rgb["quick"]["image_size"] == 32 and rgb["quick"]["eps"] == pytest.approx(16 / 255)
     assert rgb["cifar"] is vd.PRESETS["cifar"]
-    # The cifar preset uses paper 001's cached classifier, and the paper's attack settings.
-    assert vd.PRESETS["cifar"]["classifier"] == "aft:cifar"
+    # Classifiers come from the zoo (paper 001's recipes), and the paper's attack settings.
+    assert vd.PRESETS["cifar"]["classifier"] == "cifar10_resnet18_w32"
+    assert vd.PRESETS["smoke"]["classifier"] == "digits_tiny_cnn_smoke"
+    assert zoo.RECIPES["digits_tiny_cnn_smoke"]["epochs"] == 20
+    assert vd.PRESETS["smoke"]["sanity_n"] == 5
+    for preset in vd.PRESETS.values():
+        assert preset["classifier"] in zoo.NAMES
+    assert rgb["quick"]["classifier"] in zoo.NAMES
     for preset in ("cifar", "paper"):
         assert vd.PRESETS[preset]["eps"] == pytest.approx(16 / 255)
         assert vd.PRESETS[preset]["nb_iter"] == 40 and vd.PRESETS[preset]["eps_iter"] == 0.01
@@ -243,7 +335,7 @@ def test_tables_average_and_matching_specific_column():
     keys = ["none", "versatile", "random_resize", "pd_wd", "sr_wd"] + [
         f"specific_{a}" for a in vd.TRAIN_ATTACKS]
     acc = {("tensor", row, key): float(rng.uniform(0, 100)) for row in vd.ROWS for key in keys}
-    table1, table2 = vd.build_tables(acc, 10, ("tensor",))
+    table1, table2 = rv.build_tables(acc, 10, ("tensor",))
 
     def cell(table, row, key):
         hit = table[(table.attack == vd.LABELS[row]) & (table.defense_key == key)]
@@ -256,33 +348,38 @@ def test_tables_average_and_matching_specific_column():
     for row in ("clean", "deepfool"):  # no matching purifier: the mean of the six, as the paper
         assert cell(table2, row, "specific") == pytest.approx(
             np.mean([acc[("tensor", row, f"specific_{a}")] for a in vd.TRAIN_ATTACKS]))
-    md = vd.table_markdown(table2, "T2", ["a note"])
-    assert "| PGD" in md and "(86.8)" in md and "a note" in md
+    md = tables.markdown_by_evaluation(table2, "T2", ["a note"], rv.HOW)
+    assert "| PGD" in md and "(86.8)" in md and "a note" in md and "**tensor**" in md
 
 
-def test_bpda_eot_pgd_with_the_identity_is_pgd(model, trained):
-    from tfadv import attacks
-    from tfadv.evaluation import bpda_eot_pgd
-    x, y = trained.test.images[:40], trained.test.labels[:40]
-    settings = dict(eps=0.1, eps_iter=0.02, nb_iter=5)
-    ours = bpda_eot_pgd(model, lambda images, seed: images, x, y, seed=3, **settings)
-    reference = attacks.make("pgd", seed=3, **settings)(model, x, y)
-    np.testing.assert_allclose(ours, reference, atol=1e-6)
-    assert np.abs(ours - x).max() <= 0.1 + 1e-6 and ours.min() >= 0 and ours.max() <= 1
+def test_zero_training_images_per_class_is_a_one_line_error(smoke, tmp_path):
+    """The smoke cache holds the classifier, so the run gets to picking training images."""
+    out = tmp_path / "out"
+    proc = run_module("--preset=smoke", "--set=train_per_class=0", f"--out={out}",
+                      f"--cache_dir={smoke['cache']}", timeout=300)
+    message = _one_line_error(proc)
+    assert "per_class must be an integer >= 1" in message and "got 0" in message
+    assert not out.exists()
 
 
-def test_bpda_eot_pgd_draws_a_fresh_defense_per_sample_and_step(model, trained):
-    from tfadv.evaluation import bpda_eot_pgd
-    x, y = trained.test.images[:8], trained.test.labels[:8]
-    seeds = []
+def test_common_main_turns_a_value_error_into_one_line_and_status_2(monkeypatch, capsys):
+    """In-process (the subprocess tests above show the same from the command line): a URL
+    cache root, refused by tfadv.cache, ends the run with one line on stderr, no traceback."""
+    from tfadv import cache
+    monkeypatch.delenv("TFADV_DEBUG", raising=False)
+    monkeypatch.setattr(sys, "argv", ["versatile_defense"])
 
-    def noisy(images, seed):
-        seeds.append(seed)
-        noise = np.random.default_rng(seed).uniform(-0.05, 0.05, images.shape)
-        return np.clip(images + noise, 0, 1).astype(np.float32)
+    def experiment_main(argv):
+        cache.root("gs://bucket/cache")
 
-    bpda_eot_pgd(model, noisy, x, y, eps=0.1, eps_iter=0.02, nb_iter=3, eot_samples=4, seed=0)
-    assert len(seeds) == 12 and len(set(seeds)) == 12
-    with pytest.raises(ValueError, match="keeps the image shape"):
-        bpda_eot_pgd(model, lambda images, seed: images[:, :4], x, y, eps=0.1, eps_iter=0.02,
-                     nb_iter=1)
+    with pytest.raises(SystemExit) as exit_info:
+        common.main(experiment_main, "versatile_defense")
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert lines == [lines[0]] and "Traceback" not in err
+    assert lines[0].startswith("versatile_defense: error: cache folder gs://bucket/cache is a "
+                               "URL; the cache must be a local folder")
+    monkeypatch.setenv("TFADV_DEBUG", "1")  # the traceback, for debugging
+    with pytest.raises(ValueError, match="is a URL"):
+        common.main(experiment_main, "versatile_defense")

@@ -9,9 +9,9 @@ One entry point, :func:`load`, reads any of these sources:
 * a ``.tar`` / ``.tar.gz`` of such a folder (read member by member, never extracted);
 * the official CIFAR-10 python tarball ``cifar-10-python.tar.gz``.
 
-Decoded local sources are cached as uint8 ``.npz`` files under ``data/cache`` keyed by the
-source's path, size and modification time, with a checksum of the arrays, written
-atomically, so a killed run never leaves a half-written cache behind.
+Decoded local sources are cached as uint8 ``.npz`` files under ``<cache root>/datasets``
+(:mod:`tfadv.cache`) keyed by the source's path, size and modification time, with a checksum
+of the arrays, written atomically, so a killed run never leaves a half-written cache behind.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ import json
 import os
 import pickle
 import tarfile
-import tempfile
 import zlib
 from collections import defaultdict
 from pathlib import Path
@@ -30,11 +29,11 @@ from typing import NamedTuple
 
 import numpy as np
 
+from tfadv import cache, checks
+
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp")
 CIFAR10_CLASSES = ("airplane", "automobile", "bird", "cat", "deer",
                    "dog", "frog", "horse", "ship", "truck")
-DEFAULT_CACHE_DIR = Path(__file__).resolve().parent.parent / "data" / "cache"
-_CACHE_VERSION = 1
 
 
 class ImageSet(NamedTuple):
@@ -49,8 +48,11 @@ class ImageSet(NamedTuple):
 
 
 def load(source: str, split: str = "train", *, data_dir: str | None = None,
-         cache_dir: str | os.PathLike | None = DEFAULT_CACHE_DIR) -> ImageSet:
+         cache_dir: str | os.PathLike | None = "default") -> ImageSet:
     """Loads ``split`` ("train" or "test") of ``source``; see the module docstring.
+
+    ``cache_dir``: the cache root (:func:`tfadv.cache.root`; "default": ``$TFADV_CACHE`` or
+    ``data/``), decoded local sources go to its ``datasets/``; None: no cache.
 
     Raises ValueError naming the path when a local source is missing, truncated or unreadable.
     """
@@ -70,7 +72,8 @@ def load(source: str, split: str = "train", *, data_dir: str | None = None,
     if cache_dir is None:
         return _from_uint8(*_decode_local(path, split))
     key = _cache_key(path, split)
-    cache_file = Path(cache_dir) / f"{path.name.split('.')[0]}-{split}-{key[:16]}.npz"
+    folder = cache.root(None if cache_dir == "default" else cache_dir) / "datasets"
+    cache_file = folder / f"{path.name.split('.')[0]}-{split}-{key[:16]}.npz"
     cached = _read_cache(cache_file, key)
     if cached is not None:
         return cached
@@ -85,6 +88,8 @@ def subset(data: ImageSet, *, n: int | None = None, per_class: int | None = None
     if (n is None) == (per_class is None):
         raise ValueError("give exactly one of n= or per_class=")
     rng = np.random.default_rng(seed)
+    if per_class is not None:
+        per_class = checks.integer("per_class", per_class, 1)
     if n is not None:
         if not 0 < n <= len(data.labels):
             raise ValueError(f"n={n} but the dataset has {len(data.labels)} images")
@@ -99,6 +104,68 @@ def subset(data: ImageSet, *, n: int | None = None, per_class: int | None = None
             idx.append(rng.choice(members, per_class, replace=False))
         idx = rng.permutation(np.concatenate(idx))
     return ImageSet(data.images[idx], data.labels[idx], data.class_names)
+
+
+def shares_per_class(labels: np.ndarray, parts: int) -> np.ndarray:
+    """For each image, which of ``parts`` consecutive equal shares of its class it falls in
+    (paper 003: within each class, the training images go to the six attacks in turn)."""
+    share = np.empty(len(labels), np.int64)
+    for c in np.unique(labels):
+        members = np.flatnonzero(labels == c)
+        share[members] = np.arange(len(members)) * parts // len(members)
+    return share
+
+
+def pick_per_class(pool: ImageSet, per_class: int, *, seed: int,
+                   prefer: np.ndarray | None = None) -> tuple[ImageSet, int]:
+    """``per_class`` random images of each class, among those where ``prefer`` is True (e.g.
+    the classifier is right) when it is given, topped up with others when a class has too
+    few. Returns the shuffled ImageSet and the number of classes that were short."""
+    per_class = checks.integer("per_class", per_class, 1)
+    rng = np.random.default_rng(seed)
+    prefer = np.ones(len(pool.labels), bool) if prefer is None else np.asarray(prefer, bool)
+    idx, short = [], 0
+    for c in range(pool.num_classes):
+        good = np.flatnonzero((pool.labels == c) & prefer)
+        bad = np.flatnonzero((pool.labels == c) & ~prefer)
+        if len(good) < per_class:
+            short += 1
+            idx.append(np.concatenate([good, rng.permutation(bad)[:per_class - len(good)]]))
+        else:
+            idx.append(rng.choice(good, per_class, replace=False))
+    idx = rng.permutation(np.concatenate(idx).astype(np.int64))
+    return ImageSet(pool.images[idx], pool.labels[idx], pool.class_names), short
+
+
+def imagenet_problem(source: str, data_dir: str | None) -> str | None:
+    """None when ImageNet can be read from ``source``; else what is missing and what to
+    supply (checked before a long run starts)."""
+    how = ("point --data at an ImageNet folder (train/<wnid>/*.JPEG and val/<wnid>/*.JPEG), a "
+           ".tar/.tar.gz of one, or use --data=imagenet2012 --data_dir=DIR with "
+           "tensorflow-datasets' manual download (ILSVRC2012_img_train.tar and "
+           "ILSVRC2012_img_val.tar in DIR/downloads/manual)")
+    source = str(source)
+    if is_tfds_name(source):
+        if data_dir is None:
+            return f"ImageNet: --data={source} (tensorflow-datasets) needs --data_dir; {how}"
+        manual = Path(data_dir).expanduser() / "downloads" / "manual"
+        try:
+            import tensorflow_datasets as tfds
+            if tfds.builder(source.removeprefix("tfds:"), data_dir=data_dir).is_prepared():
+                return None
+        except Exception:  # noqa: BLE001 - reported below
+            pass
+        missing = [f for f in ("ILSVRC2012_img_train.tar", "ILSVRC2012_img_val.tar")
+                   if not (manual / f).is_file()]
+        return (f"ImageNet: {source} is not prepared in {data_dir} and {manual} lacks "
+                f"{missing}; {how}") if missing else None
+    path = Path(source).expanduser()
+    if not path.exists():
+        return f"ImageNet: {path} does not exist; {how}"
+    if path.is_dir() and not ((path / "train").is_dir() and any(
+            (path / v).is_dir() for v in ("val", "validation"))):
+        return f"ImageNet: {path} has no train/ and val/ folders; {how}"
+    return None
 
 
 # ---------------------------------------------------------------------------- sources
@@ -271,7 +338,7 @@ def _cache_key(path: Path, split: str) -> str:
     else:
         st = path.stat()
         stats = [st.st_size, st.st_mtime_ns]
-    blob = json.dumps([_CACHE_VERSION, str(path.resolve()), split, stats])
+    blob = json.dumps([cache.VERSIONS["dataset"], str(path.resolve()), split, stats])
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
@@ -297,70 +364,15 @@ def _write_cache(cache_file: Path, key: str, images, labels, class_names) -> Non
     cache_file.parent.mkdir(parents=True, exist_ok=True)
     meta = json.dumps({"key": key, "checksum": _checksum(images, labels),
                        "class_names": list(class_names)})
-    atomic_write(cache_file, lambda f: np.savez(f, images=images, labels=labels,
+    cache.atomic_write(cache_file, lambda f: np.savez(f, images=images, labels=labels,
                                                 meta=np.array(meta)))
 
 
-def atomic_write(path: str | os.PathLike, write) -> None:
-    """Calls ``write(file_object)`` on a temporary file, then renames it to ``path``."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a cache or result is not secret
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def cached_arrays(path: str | os.PathLike, compute) -> dict:
-    """Returns the arrays stored at ``path`` (.npz), or ``compute()``'s dict, saved atomically.
-
-    For generated data such as adversarial sets: a killed job re-run with the same command
-    finds the finished pieces and only computes the missing ones.
-    """
-    path = Path(path)
-    if path.exists():
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                return {k: f[k] for k in f.files}
-        except Exception:  # a corrupt piece is recomputed
-            path.unlink(missing_ok=True)
-    arrays = compute()
-    atomic_write(path, lambda f: np.savez(f, **arrays))
-    return arrays
-
-
-def array_digest(array: np.ndarray) -> str:
-    """A short content hash of an array (shape, dtype and bytes): part of cache keys."""
-    array = np.ascontiguousarray(array)
-    blob = f"{array.shape}{array.dtype}".encode() + array.tobytes()
-    return hashlib.sha256(blob).hexdigest()[:16]
-
-
-def cached_shards(folder: str | os.PathLike, n: int, shard_size: int, compute, *,
-                  dtype="float32", log: dict | None = None) -> np.ndarray:
-    """``compute(start, stop, shard_index)`` for each shard of ``n`` items, each cached as
-    ``folder/shardNNNNN.npz`` (atomic writes): a killed run keeps its finished shards.
-    ``dtype``: how shards are stored (float16 halves the disk of [0, 1] images); the result
-    is float32. ``log``, when given, collects shard paths in its "generated" and "reused" sets.
-    """
-    log = log if log is not None else {}
-    generated, reused = log.setdefault("generated", set()), log.setdefault("reused", set())
-    parts = []
-    for i, start in enumerate(range(0, n, shard_size)):
-        stop = min(n, start + shard_size)
-        path = Path(folder) / f"shard{i:05d}.npz"
-        if not path.exists():
-            generated.add(path)
-        elif path not in generated:
-            reused.add(path)
-        parts.append(cached_arrays(path, lambda: {  # "x_adv": the key of existing caches
-            "x_adv": np.asarray(compute(start, stop, i)).astype(dtype)})["x_adv"])
-    return np.concatenate(parts).astype(np.float32)
+def resize_images(x: np.ndarray, size, method: str) -> np.ndarray:
+    """``tf.image.resize`` of an NHWC batch (or one HWC image) to ``size`` (h, w), clipped to
+    [0, 1], as float32."""
+    import tensorflow as tf
+    return np.clip(tf.image.resize(x, size, method=method).numpy(), 0.0, 1.0).astype(np.float32)
 
 
 def resize(data: ImageSet, size: int) -> ImageSet:
@@ -368,10 +380,8 @@ def resize(data: ImageSet, size: int) -> ImageSet:
     bilinear when growing), clipped to [0, 1]; unchanged when already that size."""
     if data.images.shape[1:3] == (size, size):
         return data
-    import tensorflow as tf
     method = "area" if data.images.shape[1] > size else "bilinear"
-    x = np.clip(tf.image.resize(data.images, (size, size), method=method).numpy(), 0, 1)
-    return data._replace(images=x.astype(np.float32))
+    return data._replace(images=resize_images(data.images, (size, size), method))
 
 
 def png_roundtrip(x: np.ndarray) -> np.ndarray:
@@ -402,6 +412,7 @@ def imagenet_subset(source: str, split: str, per_class: int, *, seed: int, size:
     per class, ``data_dir`` holding it or its manual download). Only the picked images are
     decoded: ImageNet never has to fit in memory.
     """
+    per_class = checks.integer("per_class", per_class, 1)
     split_names = ("train",) if split == "train" else ("val", "validation")
     if is_tfds_name(source):
         raw, labels, class_names = _imagenet_tfds(str(source).removeprefix("tfds:"), split,

@@ -19,6 +19,11 @@ Attacks today (Linf ones take ``eps`` in [0, 1] pixel units):
 - ``lbfgs``: Szegedy et al., box-constrained L-BFGS with a line search on c (scipy).
 - ``uap``: Moosavi-Dezfooli et al., universal perturbation fitted on the batch (native).
 - ``autoattack``: ART's AutoAttack, untargeted Linf (its default set; see autoattack.py).
+
+Outside the registry, because it also takes the defense it attacks:
+``tfadv.attacks.bpda.bpda_eot_pgd(model, defense, x, y, eps=..., eps_iter=..., nb_iter=...)``,
+Athalye et al.'s adaptive Linf PGD (BPDA with the identity, EOT over random defenses) for
+input transformations without useful gradients; it validates inputs the same way.
 """
 
 from __future__ import annotations
@@ -26,10 +31,13 @@ from __future__ import annotations
 import functools
 import inspect
 
+from tfadv import checks
 from tfadv.attacks import validation
 from tfadv.attacks.autoattack import autoattack
 from tfadv.attacks.bim import bim
-from tfadv.attacks.cw import cw_l0, cw_l2, cw_linf
+from tfadv.attacks.cw import cw_l2
+from tfadv.attacks.cw_l0 import cw_l0
+from tfadv.attacks.cw_linf import cw_linf
 from tfadv.attacks.deepfool import deepfool
 from tfadv.attacks.fgsm import fgsm
 from tfadv.attacks.jsma import jsma
@@ -65,7 +73,7 @@ def make(name: str, **params):
         raise ValueError(f"unknown attack {name!r}; available: {sorted(ATTACKS)}")
     for key in _NON_NEGATIVE:
         if params.get(key) is not None:  # None: the attack's own default (e.g. alpha = eps/2)
-            validation.check_eps(key, params[key])
+            checks.non_negative(key, params[key])
     attack_fn = ATTACKS[name]
 
     @functools.wraps(attack_fn)

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from tfadv import checks
 from tfadv.attacks.art_bridge import art_classifier, one_hot, seeded_numpy
-from tfadv.attacks.cw import _check_int, _check_positive
 from tfadv.attacks.validation import num_classes_of
 
 ART_DEFAULT_SET_NOTE = (
@@ -46,14 +46,14 @@ def autoattack(model, x, y, target=None, *, eps: float = 8 / 255, eps_step: floa
     if target is not None:
         raise ValueError("autoattack runs untargeted only (paper 003's use; ART's targeted mode "
                          "hides sub-attack errors): call it with target=None")
-    eps = _check_positive("eps", eps, allow_zero=True)
-    eps_step = eps / 4 if eps_step is None else _check_positive("eps_step", eps_step)
-    apgd_max_iter = _check_int("apgd_max_iter", apgd_max_iter, 1)
-    nb_random_init = _check_int("nb_random_init", nb_random_init, 1)
-    deepfool_max_iter = _check_int("deepfool_max_iter", deepfool_max_iter, 1)
-    square_max_iter = _check_int("square_max_iter", square_max_iter, 1)
-    square_restarts = _check_int("square_restarts", square_restarts, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    eps = checks.non_negative("eps", eps)
+    eps_step = eps / 4 if eps_step is None else checks.positive("eps_step", eps_step)
+    apgd_max_iter = checks.integer("apgd_max_iter", apgd_max_iter, 1)
+    nb_random_init = checks.integer("nb_random_init", nb_random_init, 1)
+    deepfool_max_iter = checks.integer("deepfool_max_iter", deepfool_max_iter, 1)
+    square_max_iter = checks.integer("square_max_iter", square_max_iter, 1)
+    square_restarts = checks.integer("square_restarts", square_restarts, 1)
+    batch_size = checks.integer("batch_size", batch_size, 1)
     if eps == 0:
         return x.copy()
     classifier = art_classifier(model)

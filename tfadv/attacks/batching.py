@@ -1,19 +1,22 @@
-"""The loop every gradient attack shares: internal batches, true labels or targets."""
+"""The cleverhans-style attacks' call over internal batches: true labels or targets, tensors."""
 
 from __future__ import annotations
 
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
+from tfadv.batching import map_batches
+
 
 def in_batches(step, x: np.ndarray, y: np.ndarray, target, batch_size: int,
                *extra: np.ndarray) -> np.ndarray:
     """``step(x_batch, labels_batch, targeted, *extra_batches) -> tensor`` over ``batch_size``
-    slices; the labels are ``target`` when given (a targeted attack), else the true ``y``."""
+    slices (``tfadv.batching.map_batches``); the labels are ``target`` when given (a targeted
+    attack), else the true ``y``. Images and labels reach ``step`` as tensors."""
+    batch_size = checks.integer("batch_size", batch_size, 1)
     labels = y if target is None else target
-    out = np.empty_like(x)
-    for i in range(0, len(x), batch_size):
-        part = slice(i, i + batch_size)
-        out[part] = np.asarray(step(tf.constant(x[part]), tf.constant(labels[part]),
-                                    target is not None, *(e[part] for e in extra)))
-    return out
+    targeted = target is not None
+    return map_batches(
+        lambda xb, lb, *eb: step(tf.constant(xb), tf.constant(lb), targeted, *eb),
+        x, labels, *extra, batch_size=batch_size)

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from cleverhans.tf2.attacks.basic_iterative_method import basic_iterative_method
 
+from tfadv import checks
 from tfadv.attacks.batching import in_batches
-from tfadv.attacks.pgd import check_nb_iter
 
 
 def bim(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int = 10,
@@ -20,7 +20,7 @@ def bim(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int =
     (never the model's predictions); targeted: descends the loss of ``target``. Inputs are
     validated by ``tfadv.attacks.make``.
     """
-    nb_iter = check_nb_iter(nb_iter)
+    nb_iter = checks.integer("nb_iter", nb_iter, 1)
     eps, eps_iter = float(eps), min(float(eps_iter), float(eps))
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)

@@ -27,13 +27,14 @@ only pay for the images still being attacked. ``steps_per_call`` changes speed, 
 
 from __future__ import annotations
 
-import numbers
 import weakref
 
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.attacks.validation import num_classes_of
+from tfadv.batching import map_batches
 
 _STEPS = weakref.WeakKeyDictionary()  # model -> {settings: compiled steps}
 _NORMS = {2: "l2", np.inf: "linf"}
@@ -51,26 +52,17 @@ def deepfool(model, x, y, target=None, *, nb_candidate: int = 10, overshoot: flo
     if target is not None:
         raise ValueError("DeepFool is untargeted: call it with target=None (it moves each "
                          "image away from its true label y)")
-    if not isinstance(nb_candidate, numbers.Integral) or nb_candidate < 2:
-        raise ValueError(f"nb_candidate must be an integer >= 2 (the true class and at least "
-                         f"one other), got {nb_candidate!r}")
-    if not isinstance(max_iter, numbers.Integral) or max_iter < 1:
-        raise ValueError(f"max_iter must be an integer >= 1, got {max_iter!r}")
-    if not isinstance(overshoot, numbers.Real) or not 0 <= overshoot < np.inf:
-        raise ValueError(f"overshoot must be a finite number >= 0, got {overshoot!r}")
-    if norm not in _NORMS:
-        raise ValueError(f"norm must be 2 or np.inf, got {norm!r}")
-    for name, value in (("batch_size", batch_size), ("steps_per_call", steps_per_call)):
-        if not isinstance(value, numbers.Integral) or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    k = min(int(nb_candidate), num_classes_of(model))
-    run_steps = _compiled_steps(model, _NORMS[norm], float(overshoot))
-    out = x.copy()
-    for i in range(0, len(x), batch_size):
-        part = slice(i, i + batch_size)
-        out[part] = _attack_batch(model, run_steps, x[part], y[part], k, int(max_iter),
-                                  int(steps_per_call))
-    return out
+    nb_candidate = checks.integer("nb_candidate", nb_candidate, 2)  # y and one other class
+    max_iter = checks.integer("max_iter", max_iter, 1)
+    overshoot = checks.non_negative("overshoot", overshoot)
+    norm = checks.one_of("norm", norm, _NORMS)
+    batch_size = checks.integer("batch_size", batch_size, 1)
+    steps_per_call = checks.integer("steps_per_call", steps_per_call, 1)
+    k = min(nb_candidate, num_classes_of(model))
+    run_steps = _compiled_steps(model, _NORMS[norm], overshoot)
+    return map_batches(lambda xb, yb: _attack_batch(model, run_steps, xb, yb, k, max_iter,
+                                                    steps_per_call),
+                       x, y, batch_size=batch_size)
 
 
 def _candidates(logits: np.ndarray, y: np.ndarray, k: int) -> np.ndarray:

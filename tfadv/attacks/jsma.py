@@ -36,6 +36,9 @@ import weakref
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
+from tfadv.batching import map_batches
+
 _STEPS = weakref.WeakKeyDictionary()  # model -> {settings: compiled step}
 
 
@@ -57,26 +60,23 @@ def jsma(model, x, y, target=None, *, theta: float = 1.0, gamma: float = 0.1,
     ``steps_per_call`` steps run inside one compiled graph between two compactions of the
     batch (finished images leave it at each compaction).
     """
-    if theta == 0 or not -1 <= theta <= 1:
-        raise ValueError(f"theta must be a non-zero change in [-1, 1], got {theta}")
-    if saliency not in ("pairs", "margin") or others not in ("max", "sum"):
-        raise ValueError(f"saliency must be 'pairs' or 'margin' and others 'max' or 'sum', "
-                         f"got {saliency!r}, {others!r}")
-    if not 0 < gamma <= 1:
-        raise ValueError(f"gamma (max fraction of features changed) must be in (0, 1], "
-                         f"got {gamma}")
+    # theta is a signed change: its size in (0, 1], its sign the way features move.
+    theta = math.copysign(checks.fraction("|theta|", abs(theta)), theta)
+    saliency = checks.one_of("saliency", saliency, ("pairs", "margin"))
+    others = checks.one_of("others", others, ("max", "sum"))
+    gamma = checks.fraction("gamma (max fraction of features changed)", gamma)
+    strict_pairs = checks.boolean("strict_pairs", strict_pairs)
+    jit_compile = checks.boolean("jit_compile", jit_compile)
+    batch_size = checks.integer("batch_size", batch_size, 1)
+    steps_per_call = checks.integer("steps_per_call", steps_per_call, 1)
     n_features = int(np.prod(x.shape[1:]))
     max_steps = int(math.floor(gamma * n_features / 2))  # two features per step
-    k = n_features if top_k is None else min(int(top_k), n_features)
-    run_steps = _compiled_steps(model, target is not None, float(theta), saliency, others, k,
+    k = n_features if top_k is None else min(checks.integer("top_k", top_k, 1), n_features)
+    run_steps = _compiled_steps(model, target is not None, theta, saliency, others, k,
                                 strict_pairs, jit_compile)
-    cls = y if target is None else target
-    out = x.copy()
-    for i in range(0, len(x), batch_size):
-        out[i:i + batch_size] = _attack_batch(run_steps, x[i:i + batch_size],
-                                              cls[i:i + batch_size], theta, max_steps,
-                                              steps_per_call)
-    return out
+    return map_batches(lambda xb, cb: _attack_batch(run_steps, xb, cb, theta, max_steps,
+                                                    steps_per_call),
+                       x, y if target is None else target, batch_size=batch_size)
 
 
 def _attack_batch(run_steps, x, cls, theta, max_steps, steps_per_call):

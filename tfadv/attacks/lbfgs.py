@@ -29,7 +29,8 @@ import numpy as np
 import scipy.optimize
 import tensorflow as tf
 
-from tfadv.attacks.cw import _check_int, _check_positive
+from tfadv import checks
+from tfadv.batching import map_batches
 
 _OBJECTIVES = weakref.WeakKeyDictionary()  # model -> compiled value-and-gradient
 
@@ -42,21 +43,20 @@ def lbfgs(model, x, y, target=None, *, initial_const: float = 1e-2, max_const_st
     ``max_iter``: L-BFGS-B iterations per solve (Foolbox's 150). ``batch_size`` is accepted
     for the shared contract; images are always solved one by one. Inputs validated by ``make``.
     """
-    initial_const = _check_positive("initial_const", initial_const)
-    max_const_steps = _check_int("max_const_steps", max_const_steps, 1)
-    binary_search_steps = _check_int("binary_search_steps", binary_search_steps, 0)
-    max_iter = _check_int("max_iter", max_iter, 1)
-    _check_int("batch_size", batch_size, 1)
+    initial_const = checks.positive("initial_const", initial_const)
+    max_const_steps = checks.integer("max_const_steps", max_const_steps, 1)
+    binary_search_steps = checks.integer("binary_search_steps", binary_search_steps, 0)
+    max_iter = checks.integer("max_iter", max_iter, 1)
+    checks.integer("batch_size", batch_size, 1)
     objective = _compiled_objective(model)
     if target is None:
         logits = np.array(model(tf.constant(x), training=False), np.float32)
         logits[np.arange(len(x)), y] = -np.inf
         target = logits.argmax(axis=1)
-    out = x.copy()
-    for i in range(len(x)):
-        out[i] = _attack_one(model, objective, x[i], int(target[i]), initial_const,
-                             max_const_steps, binary_search_steps, max_iter)
-    return out
+    # Batches of one image: each is its own L-BFGS-B problem.
+    return map_batches(lambda xi, ti: _attack_one(
+        model, objective, xi[0], int(ti[0]), initial_const, max_const_steps,
+        binary_search_steps, max_iter)[None], x, target, batch_size=1)
 
 
 def _attack_one(model, objective, x, target, const, max_const_steps, binary_search_steps,

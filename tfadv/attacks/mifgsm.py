@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 from cleverhans.tf2.attacks.momentum_iterative_method import momentum_iterative_method
 
+from tfadv import checks
 from tfadv.attacks.batching import in_batches
-from tfadv.attacks.pgd import check_nb_iter
 
 
 def mifgsm(model, x, y, target=None, *, eps: float, eps_iter: float | None = None,
@@ -19,12 +19,10 @@ def mifgsm(model, x, y, target=None, *, eps: float, eps_iter: float | None = Non
     of x. Untargeted: ascends the loss of the true labels ``y``; targeted: descends the loss of
     ``target``. Inputs are validated by ``tfadv.attacks.make``.
     """
-    nb_iter = check_nb_iter(nb_iter)
+    nb_iter = checks.integer("nb_iter", nb_iter, 1)
     eps = float(eps)
     eps_iter = eps / nb_iter if eps_iter is None else float(eps_iter)
-    decay_factor = float(decay_factor)
-    if not np.isfinite(decay_factor) or decay_factor < 0:
-        raise ValueError(f"decay_factor must be a finite number >= 0, got {decay_factor}")
+    decay_factor = checks.non_negative("decay_factor", decay_factor)
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)
     return in_batches(lambda xb, labels, targeted: momentum_iterative_method(

@@ -19,20 +19,13 @@ With ``rand_init=False`` the result equals cleverhans' ``projected_gradient_desc
 
 from __future__ import annotations
 
-import numbers
-
 import numpy as np
 import tensorflow as tf
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 from cleverhans.tf2.utils import clip_eta
 
+from tfadv import checks
 from tfadv.attacks.batching import in_batches
-
-
-def check_nb_iter(nb_iter) -> int:
-    if isinstance(nb_iter, bool) or not isinstance(nb_iter, numbers.Integral) or nb_iter < 1:
-        raise ValueError(f"nb_iter must be an integer >= 1, got {nb_iter!r}")
-    return int(nb_iter)
 
 
 def pgd(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int = 10,
@@ -45,7 +38,7 @@ def pgd(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int =
     than ``eps`` is clamped to ``eps``. Untargeted: ascends the loss of the true labels ``y``;
     targeted: descends the loss of ``target``. Inputs are validated by ``tfadv.attacks.make``.
     """
-    nb_iter = check_nb_iter(nb_iter)
+    nb_iter = checks.integer("nb_iter", nb_iter, 1)
     eps, eps_iter = float(eps), min(float(eps_iter), float(eps))
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)
@@ -54,6 +47,7 @@ def pgd(model, x, y, target=None, *, eps: float, eps_iter: float, nb_iter: int =
         start = np.clip(x + eta, 0.0, 1.0)
     else:
         start = x
+
     def iterate(x_b, labels, targeted, start_b):
         adv = tf.clip_by_value(x_b + clip_eta(tf.constant(start_b) - x_b, np.inf, eps), 0.0, 1.0)
         for _ in range(nb_iter):

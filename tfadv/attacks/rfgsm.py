@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 from cleverhans.tf2.attacks.fast_gradient_method import fast_gradient_method
 
+from tfadv import checks
 from tfadv.attacks.batching import in_batches
 
 
@@ -21,8 +22,8 @@ def rfgsm(model, x, y, target=None, *, eps: float, alpha: float | None = None, s
     ``target``. Inputs are validated by ``tfadv.attacks.make``.
     """
     eps = float(eps)
-    alpha = eps / 2 if alpha is None else float(alpha)
-    if not np.isfinite(alpha) or alpha < 0 or alpha > eps:
+    alpha = eps / 2 if alpha is None else checks.non_negative("alpha", alpha)
+    if alpha > eps:
         raise ValueError(f"alpha must lie in [0, eps] = [0, {eps}], got {alpha}")
     if eps == 0:
         return np.array(x, dtype=np.float32, copy=True)

@@ -22,10 +22,10 @@ To fit on one set and apply to another, use ``universal_perturbation`` and add `
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
-from tfadv.attacks.cw import _check_int, _check_positive
+from tfadv import checks
 from tfadv.attacks.deepfool import deepfool
+from tfadv.batching import predict_logits
 
 
 def uap(model, x, y, target=None, *, eps: float = 10 / 255, norm: float = np.inf,
@@ -51,13 +51,13 @@ def universal_perturbation(model, x, y, *, eps: float = 10 / 255, norm: float = 
     10/255). ``norm``: ``np.inf`` or 2. ``delta``: stop once a fraction 1 - delta is fooled.
     ``max_iter``: passes over the set. ``overshoot``, ``deepfool_max_iter``: the inner DeepFool's.
     """
-    eps = _check_positive("eps", eps, allow_zero=True)
-    if norm not in (2, np.inf):
-        raise ValueError(f"norm must be 2 or np.inf, got {norm!r}")
-    if not 0 <= delta < 1:
+    eps = checks.non_negative("eps", eps)
+    norm = checks.one_of("norm", norm, (2, np.inf))
+    delta = checks.non_negative("delta", delta)
+    if delta >= 1:  # 1 would accept fooling nothing
         raise ValueError(f"delta must lie in [0, 1), got {delta!r}")
-    max_iter = _check_int("max_iter", max_iter, 1)
-    batch_size = _check_int("batch_size", batch_size, 1)
+    max_iter = checks.integer("max_iter", max_iter, 1)
+    batch_size = checks.integer("batch_size", batch_size, 1)
     x = np.asarray(x, np.float32)
     y = np.asarray(y)
     v = np.zeros(x.shape[1:], np.float32)
@@ -83,8 +83,7 @@ def universal_perturbation(model, x, y, *, eps: float = 10 / 255, norm: float = 
 
 
 def _predict(model, x, batch_size):
-    return np.concatenate([np.argmax(model(tf.constant(x[i:i + batch_size]), training=False),
-                                     axis=1) for i in range(0, len(x), batch_size)])
+    return predict_logits(model, x, batch_size).argmax(axis=1)
 
 
 def _project(v, eps, norm):

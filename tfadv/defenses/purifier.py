@@ -40,6 +40,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
+from tfadv import checks
 from tfadv.models.perceptual import perceptual_loss
 from tfadv.models.train import restore_checkpoint, resume_log
 
@@ -49,10 +50,9 @@ MULTI_STEP_PHASES = ((0.4, 100.0), (0.3, 50.0), (0.3, 1.0))
 SINGLE_STEP_LAMBDA_PERC = 1.0
 STEPS = ("multi", "single", "constant")
 LOSS_NAMES = ("gen_gan", "gen_l1", "gen_perc", "gen_total", "disc_loss")
-# Part of every cached purifier's key: bump it with any change to the networks or the training
-# that changes the weights for the same settings, or old caches would be loaded as new ones.
-# 2: a fresh initializer per layer in pix2pix (the purifiers before it are not reused).
-TRAINING_VERSION = 2
+# The purifier code version is tfadv.cache.VERSIONS["purifier"], part of every cached
+# purifier's key: bump it with any change to the networks or the training that changes the
+# weights for the same settings, or old caches would be loaded as new ones.
 
 
 def _phase_ends(epochs: int) -> tuple[int, int]:
@@ -100,6 +100,13 @@ def schedule_table(epochs: int, steps: str = "multi") -> list[dict]:
                          "epochs": end - first, "lambda_pix": lambda_pix,
                          "lambda_perc": lambda_perc})
     return rows
+
+
+def schedule_text(epochs: int, steps: str = "multi") -> str:
+    """The loss-weight schedule in one line, for logs and result notes."""
+    return (f"loss-weight schedule ({steps}-step, {epochs} epochs): " + "; ".join(
+        f"epochs {p['first_epoch']}-{p['last_epoch']}: lambda_pix={p['lambda_pix']:g}, "
+        f"lambda_perc={p['lambda_perc']:g}" for p in schedule_table(epochs, steps)))
 
 
 def make_optimizer(learning_rate: float = 2e-4, beta_1: float = 0.5):
@@ -166,8 +173,8 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
     paper.
     """
     shape = tuple(generator.input_shape[1:])
-    x_adv = _checked_images(x_adv, shape, "x_adv")
-    x_clean = _checked_images(x_clean, shape, "x_clean")
+    x_adv = checks.images(x_adv, "x_adv", shape=shape, copy=False)
+    x_clean = checks.images(x_clean, "x_clean", shape=shape, copy=False)
     if len(x_adv) != len(x_clean):
         raise ValueError(f"x_adv and x_clean are pairs: got {len(x_adv)} and {len(x_clean)} "
                          "images")
@@ -247,13 +254,14 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
 
 
 def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id: str,
-                 features: keras.Model | None, model_dir: str | os.PathLike,
+                 features: keras.Model | None, cache_dir: str | os.PathLike | None = None,
                  base_filters: int = 64, batch_size: int = 1, epochs: int = 100,
                  steps: str = "multi", learning_rate: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, precision: str = "float32", verbose: bool = True,
                  monitor=None):
     """The purifier ``name`` (a pix2pix generator) trained on these pairs once and cached as
-    ``model_dir/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and history);
+    ``<cache root>/models/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and
+    history; :mod:`tfadv.cache`);
     returns ``(generator, path, history, trained_now)``.
 
     ``pairs_id`` names the training pairs (a digest of them) and, with every setting here and
@@ -263,17 +271,16 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
     ``monitor``: as :func:`train_purifier`'s; it only adds to the log, so it is not part of
     the cache key (a purifier loaded from the cache has the history it was trained with).
     """
-    from tfadv import models
-    from tfadv.data import atomic_write
+    from tfadv import cache, models
     from tfadv.models import perceptual, pix2pix
     described = perceptual.describe(features)
-    settings = {"version": TRAINING_VERSION, "name": name, "pairs": pairs_id,
+    settings = {"name": name, "pairs": pairs_id,
                 "shape": list(x_adv.shape[1:]),
                 "base_filters": base_filters, "batch_size": batch_size, "epochs": epochs,
                 "steps": steps, "learning_rate": learning_rate, "beta_1": beta_1, "seed": seed,
                 "precision": precision,
                 "perceptual": {k: described[k] for k in ("network", "weights", "layers")}}
-    path = Path(model_dir) / f"purifier_{name}-{models.config_key(settings)}.keras"
+    path = cache.root(cache_dir) / "models" / f"purifier_{name}-{cache.key('purifier', settings)}.keras"
     info_path = path.with_suffix(".json")
     if path.exists():
         history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
@@ -290,13 +297,12 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
         beta_1=beta_1, seed=seed, ckpt_dir=path.with_suffix(".ckpt"),
         log_dir=path.with_suffix(""), verbose=verbose, monitor=monitor)
     models.save(generator, path)
-    atomic_write(info_path, lambda f: f.write(json.dumps(
-        {"settings": settings, "history": history}, indent=1).encode()))
+    cache.write_json(info_path, {"settings": settings, "history": history})
     shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)  # the .keras is the cache now
     return generator, path, history, True
 
 
-def purify(generator: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def purify(generator: keras.Model, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
     """``generator`` applied to ``x`` in batches: float32 images in [0, 1] of x's shape.
 
     Inference mode: BatchNorm uses its moving statistics and dropout is off, so the same
@@ -304,37 +310,12 @@ def purify(generator: keras.Model, x: np.ndarray, batch_size: int = 64) -> np.nd
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-    x = _checked_images(x, tuple(generator.input_shape[1:]), "purify input")
+    x = checks.images(x, "purify input", shape=generator.input_shape[1:], copy=False)
     out = np.empty(x.shape, np.float32)
     for start in range(0, len(x), batch_size):
         batch = tf.constant(x[start:start + batch_size])
         out[start:start + batch_size] = generator(batch, training=False).numpy()
     return np.clip(out, 0.0, 1.0)
-
-
-def _checked_images(x, shape, what: str, chunk: int = 1024) -> np.ndarray:
-    """x as a float32 array after checking NHWC shape, finiteness and the [0, 1] range
-    (in chunks: a paper-sized set is ~14 GB and must not be copied to be checked)."""
-    x = np.asarray(x)
-    if x.ndim != 4 or tuple(x.shape[1:]) != shape:
-        raise ValueError(f"{what}: expected NHWC images of shape (N, {', '.join(map(str, shape))})"
-                         f" for this generator, got {x.shape}. Resize them to "
-                         f"{shape[0]}x{shape[1]} (or build the networks for their size) and "
-                         "add a batch axis to single images.")
-    if not np.issubdtype(x.dtype, np.floating):
-        raise ValueError(f"{what}: expected float pixels in [0, 1], got dtype {x.dtype}; "
-                         "convert uint8 images with x.astype('float32') / 255.")
-    x = np.asarray(x, np.float32)
-    for start in range(0, len(x), chunk):
-        part = x[start:start + chunk]
-        if not np.isfinite(part).all():
-            raise ValueError(f"{what}: images contain NaN or inf; fix the attack or data "
-                             "that produced them.")
-        if part.size and (part.min() < 0.0 or part.max() > 1.0):
-            raise ValueError(f"{what}: pixels must lie in [0, 1], got values in "
-                             f"[{part.min():.3g}, {part.max():.3g}]; clip them or divide "
-                             "0-255 images by 255.")
-    return x
 
 
 def _seed_states(model: keras.Model) -> list:
@@ -349,3 +330,55 @@ def _seed_states(model: keras.Model) -> list:
 def _means(running: tf.Variable) -> list[float]:
     sums = running.numpy()
     return [float(s / sums[-1]) if sums[-1] else 0.0 for s in sums[:-1]]
+
+
+def load(path: str | os.PathLike):
+    """The purifier saved at ``path`` (a ``.keras`` generator, loaded with ``safe_mode``) as a
+    defense object, ``tfadv.defenses.make("purifier", ...)``, identified by the file's name."""
+    from tfadv import defenses, models
+    return defenses.make("purifier", generator=models.load(path), model_id=Path(path).stem)
+
+
+def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, *,
+                    monitor_sets: dict | None = None, monitor_of=None, log: dict | None = None,
+                    **settings):
+    """Paper 003's purifiers: one per attack and the versatile one, each cached.
+
+    ``attacked(attack)`` gives the training images attacked by ``attack`` (paired with
+    ``x_clean``): the attack's own purifier trains on all of them, the versatile one on the
+    same clean images, image i attacked by ``attacks[assign[i]]`` (so all see as many pairs).
+    ``monitor_sets[attack]``: held-out attacked images; ``monitor_of(x)`` makes a
+    :func:`train_purifier` monitor from images (the versatile one gets image i of the
+    ``(i mod len(attacks))``-th set). ``settings``: :func:`train_cached`'s. Returns
+    ``({name: defense}, {name: path}, {name: history})`` with "versatile" last; ``log``
+    collects the names trained ("trained") and loaded ("cached").
+    """
+    from tfadv import cache, defenses
+    monitor_sets = monitor_sets or {}
+    log = log if log is not None else {}
+    made, paths, histories = {}, {}, {}
+
+    def one(name, x_adv, pairs_id, x_watch):
+        generator, path, history, trained = train_cached(
+            name, x_adv, x_clean, pairs_id=pairs_id,
+            monitor=None if x_watch is None or monitor_of is None else monitor_of(x_watch),
+            **settings)
+        log.setdefault("trained" if trained else "cached", []).append(name)
+        if trained and history:
+            last = history[-1]
+            print(f"  purifier {name}: L1 {last['gen_l1']:.4f}, perceptual "
+                  f"{last['gen_perc']:.4f}, GAN {last['gen_gan']:.3f} in the last epoch")
+        made[name] = defenses.make("purifier", generator=generator, model_id=path.stem)
+        paths[name], histories[name] = path, history
+
+    x_versatile = np.empty_like(x_clean)
+    for index, attack in enumerate(attacks):
+        x_adv = attacked(attack)
+        x_versatile[assign == index] = x_adv[assign == index]
+        one(attack, x_adv, f"{attack}:{cache.digest(x_adv)}", monitor_sets.get(attack))
+        del x_adv  # one attacked set alive at a time (14 GB each at the paper's scale)
+    n_watch = min((len(v) for v in monitor_sets.values()), default=0)
+    x_mixed = np.stack([monitor_sets[attacks[i % len(attacks)]][i] for i in range(n_watch)]) \
+        if n_watch else None
+    one("versatile", x_versatile, f"versatile:{cache.digest(x_versatile)}", x_mixed)
+    return made, paths, histories

@@ -23,15 +23,15 @@ transform works in [0, 1] pixel space.
 
 from __future__ import annotations
 
-import functools
-import inspect
 import warnings
 
 import keras
 import numpy as np
-import tensorflow as tf
-from keras import layers
 from skimage.restoration import denoise_wavelet
+
+from tfadv import checks
+from tfadv.data import resize_images
+from tfadv.models.sr import super_resolve
 
 # Xie et al. resize a 299x299 Inception-v3 input to rnd x rnd, rnd in [299, 331), and pad it
 # to 331x331.
@@ -43,39 +43,9 @@ PRAKASH_DEFLECTIONS, PRAKASH_WINDOW, PRAKASH_SIDE = 200, 10, 299
 PAPER_SIGMA = 0.04
 
 
-# --------------------------------------------------------------------------- validation
-
 def check_images(x, name: str = "x") -> np.ndarray:
-    """A float32 copy of ``x`` after checking rank, channels, finiteness and the [0, 1] range."""
-    try:
-        x = np.array(x, dtype=np.float32, copy=True)  # a copy: the caller's array is untouched
-    except (TypeError, ValueError) as err:
-        raise ValueError(f"{name} must be a numeric array of images, got {type(x).__name__}: "
-                         f"{err}") from err
-    if x.ndim != 4:
-        raise ValueError(f"{name} must be a batch of images of rank 4 (NHWC), got shape "
-                         f"{x.shape}; add a batch axis with x[None] for a single image")
-    if x.shape[-1] not in (1, 3):
-        raise ValueError(f"{name} must have 1 (grayscale) or 3 (RGB) channels in the last axis "
-                         f"(NHWC), got shape {x.shape}; transpose NCHW images to NHWC")
-    if not np.all(np.isfinite(x)):
-        raise ValueError(f"{name} contains NaN or Inf values; fix the images before the "
-                         "defense")
-    if x.size and (x.min() < 0.0 or x.max() > 1.0):
-        raise ValueError(f"{name}: pixels must lie in [0, 1], got min {x.min():.4g} and max "
-                         f"{x.max():.4g}; divide uint8 images by 255 or clip")
-    return x
-
-
-def _check_int(name: str, value, minimum: int) -> int:
-    if isinstance(value, bool) or not float(value).is_integer() or value < minimum:
-        raise ValueError(f"{name} must be an integer >= {minimum}, got {value!r}")
-    return int(value)
-
-
-def _resize(x: np.ndarray, size, method: str) -> np.ndarray:
-    """``tf.image.resize`` of an NHWC batch (or one HWC image) to ``size`` (h, w), as float32."""
-    return np.clip(tf.image.resize(x, size, method=method).numpy(), 0.0, 1.0).astype(np.float32)
+    """A float32 copy of ``x``: NHWC, 1 or 3 channels, finite, in [0, 1] (tfadv.checks)."""
+    return checks.images(x, name, channels=(1, 3))
 
 
 # --------------------------------------------------------------------------- Xie et al.
@@ -108,7 +78,7 @@ def random_resize_pad(x, *, seed, out_size: int | None = None, scale: float = XI
                          f"rnd), got {h}x{w}; crop or resize the images to a square first")
     if not np.isfinite(scale) or scale <= 1:
         raise ValueError(f"scale must be a finite number > 1, got {scale}")
-    size = round(h * scale) if out_size is None else _check_int("out_size", out_size, 1)
+    size = round(h * scale) if out_size is None else checks.integer("out_size", out_size, 1)
     if size <= h:
         raise ValueError(f"the padded size {size} must exceed the image size {h} so the random "
                          "size range [h, size) is not empty; pass a larger out_size or scale")
@@ -119,9 +89,9 @@ def random_resize_pad(x, *, seed, out_size: int | None = None, scale: float = XI
     for i in range(n):
         rnd = int(rng.integers(h, size))                       # [h, size)
         top, left = rng.integers(0, size - rnd, size=2, endpoint=True)  # [0, size - rnd]
-        out[i, top:top + rnd, left:left + rnd] = _resize(x[i], (rnd, rnd), "nearest")
+        out[i, top:top + rnd, left:left + rnd] = resize_images(x[i], (rnd, rnd), "nearest")
     if resize_back:
-        out = _resize(out, (h, w), "area") if n else np.zeros_like(x)
+        out = resize_images(out, (h, w), "area") if n else np.zeros_like(x)
     return out
 
 
@@ -167,8 +137,8 @@ def pixel_deflection(x, *, seed, deflections: int | None = PRAKASH_DEFLECTIONS,
     x = check_images(x)
     n, h, w, c = x.shape
     k = scaled_deflections(h, w) if deflections is None else \
-        _check_int("deflections", deflections, 0)
-    win = scaled_window(h, w) if window is None else _check_int("window", window, 1)
+        checks.integer("deflections", deflections, 0)
+    win = scaled_window(h, w) if window is None else checks.integer("window", window, 1)
     rng = np.random.default_rng(seed)
     out = x.copy()
     channels = np.arange(k) % c
@@ -239,121 +209,6 @@ def deflect_and_denoise(x, *, seed, deflections: int | None = PRAKASH_DEFLECTION
 
 # --------------------------------------------------------------------------- Mustafa et al.
 
-def sr_network(scale: int = 2, channels: int = 3, filters: int = 64, blocks: int = 4,
-               name: str = "sr_edsr") -> keras.Model:
-    """A small EDSR-like super-resolution CNN: ``(n, h, w, c)`` -> ``(n, scale*h, scale*w, c)``.
-
-    Mustafa et al. use a pretrained EDSR (Lim et al. 2017); its weights cannot be downloaded
-    here, so the suite trains this smaller network (:func:`train_sr`). The structure follows
-    EDSR: a head conv, ``blocks`` residual blocks (conv-ReLU-conv, no batch norm), a long skip,
-    then upsampling. Two differences keep the model loadable with ``safe_mode=True`` (no Lambda
-    layer) using only built-in layers:
-
-    - upsampling is "resize-convolution" (nearest ``UpSampling2D`` then conv) instead of EDSR's
-      sub-pixel ``depth_to_space``, which Keras has no built-in layer for;
-    - the network predicts a residual over the bilinearly upsampled input, which makes a small
-      network train fast; a ``ReLU(max_value=1)`` keeps the float32 output in [0, 1].
-
-    Input size is not fixed (fully convolutional); pixels are [0, 1] in and out.
-    """
-    scale = _check_int("scale", scale, 2)
-    if channels not in (1, 3):
-        raise ValueError(f"channels must be 1 or 3, got {channels}")
-    filters, blocks = _check_int("filters", filters, 1), _check_int("blocks", blocks, 0)
-    inputs = keras.Input((None, None, channels), name="low_res")           # (n, h, w, c)
-    x = layers.Conv2D(filters, 3, padding="same", name="head")(inputs)     # (n, h, w, f)
-    head = x
-    for b in range(blocks):
-        y = layers.Conv2D(filters, 3, padding="same", activation="relu", name=f"res{b}_conv1")(x)
-        y = layers.Conv2D(filters, 3, padding="same", name=f"res{b}_conv2")(y)
-        x = layers.Add(name=f"res{b}_add")([x, y])
-    x = layers.Conv2D(filters, 3, padding="same", name="body_out")(x)
-    x = layers.Add(name="long_skip")([x, head])                             # (n, h, w, f)
-    x = layers.UpSampling2D(scale, interpolation="nearest", name="upsample")(x)  # (n, sh, sw, f)
-    x = layers.Conv2D(filters, 3, padding="same", activation="relu", name="up_conv")(x)
-    residual = layers.Conv2D(channels, 3, padding="same", name="tail")(x)  # (n, sh, sw, c)
-    base = layers.UpSampling2D(scale, interpolation="bilinear", name="bilinear")(inputs)
-    x = layers.Add(name="add_base")([base, residual])
-    outputs = layers.ReLU(max_value=1.0, dtype="float32", name="clip01")(x)  # [0, 1], float32
-    return keras.Model(inputs, outputs, name=name)
-
-
-def make_sr_pairs(images, scale: int = 2):
-    """``(low, high)`` training pairs: ``high`` the images, ``low`` them downscaled by ``scale``
-    with area interpolation (a box filter, the usual antialiased downscaling for SR data)."""
-    high = check_images(images, "images")
-    scale = _check_int("scale", scale, 2)
-    _, h, w, _ = high.shape
-    if h % scale or w % scale:
-        raise ValueError(f"image size {h}x{w} is not divisible by the scale {scale}; crop the "
-                         "images so both sides are multiples of it")
-    if not len(high):
-        return high[:, ::scale, ::scale], high
-    return _resize(high, (h // scale, w // scale), "area"), high
-
-
-def train_sr(images, *, epochs: int = 10, batch_size: int = 32, seed: int = 0,
-             learning_rate: float = 1e-3, model: keras.Model | None = None, filters: int = 64,
-             blocks: int = 4, verbose: bool = True) -> keras.Model:
-    """Trains a x2 super-resolution network on clean images with an L1 loss (as EDSR) and Adam.
-
-    Pairs come from :func:`make_sr_pairs`: the network learns to undo area downscaling by 2. The
-    suite trains its own network because pretrained SR weights cannot be downloaded offline.
-    ``model`` continues training a given network (built by :func:`sr_network`); otherwise a new
-    one with ``filters`` and ``blocks`` is built with ``keras.utils.set_random_seed(seed)``. The
-    step is a ``tf.function``; batches are shuffled each epoch by ``np.random.default_rng(seed)``.
-    Returns the trained model.
-    """
-    low, high = make_sr_pairs(images, scale=2)
-    epochs = _check_int("epochs", epochs, 0)
-    batch_size = _check_int("batch_size", batch_size, 1)
-    if not len(high):
-        raise ValueError("train_sr needs at least one image")
-    if not np.isfinite(learning_rate) or learning_rate <= 0:
-        raise ValueError(f"learning_rate must be a finite number > 0, got {learning_rate}")
-    keras.utils.set_random_seed(seed)
-    if model is None:
-        model = sr_network(scale=2, channels=high.shape[-1], filters=filters, blocks=blocks)
-    elif model.input_shape[-1] != high.shape[-1]:
-        raise ValueError(f"the SR model takes {model.input_shape[-1]} channels but the images "
-                         f"have {high.shape[-1]}")
-    optimizer = keras.optimizers.Adam(learning_rate)
-    optimizer.build(model.trainable_variables)
-    spec_low = tf.TensorSpec((None, *low.shape[1:]), tf.float32)
-    spec_high = tf.TensorSpec((None, *high.shape[1:]), tf.float32)
-
-    @tf.function(input_signature=[spec_low, spec_high])
-    def step(lo, hi):
-        with tf.GradientTape() as tape:
-            loss = tf.reduce_mean(tf.abs(tf.cast(model(lo, training=True), tf.float32) - hi))
-        grads = tape.gradient(loss, model.trainable_variables)
-        optimizer.apply(grads, model.trainable_variables)
-        return loss
-
-    rng = np.random.default_rng(seed)
-    for epoch in range(epochs):
-        order = rng.permutation(len(high))
-        losses = [float(step(low[idx], high[idx]))
-                  for idx in (order[i:i + batch_size] for i in range(0, len(order), batch_size))]
-        if verbose:
-            print(f"train_sr epoch {epoch + 1}/{epochs}: L1 {np.mean(losses):.5f}")
-    return model
-
-
-def super_resolve(x, sr_model: keras.Model, *, batch_size: int = 64) -> np.ndarray:
-    """``sr_model`` applied in batches: float32 in [0, 1], ``scale`` times larger."""
-    x = check_images(x)
-    if sr_model.input_shape[-1] != x.shape[-1]:
-        raise ValueError(f"the SR model takes {sr_model.input_shape[-1]} channels but the "
-                         f"images have {x.shape[-1]}; train it on images like these")
-    batch_size = _check_int("batch_size", batch_size, 1)
-    outs = [np.asarray(sr_model(tf.constant(x[i:i + batch_size]), training=False), np.float32)
-            for i in range(0, len(x), batch_size)]
-    if not outs:
-        raise ValueError("super_resolve needs at least one image")
-    return np.clip(np.concatenate(outs), 0.0, 1.0)
-
-
 def sr_and_denoise(x, sr_model: keras.Model, *, sigma: float | None = PAPER_SIGMA,
                    wavelet: str = "db1", mode: str = "soft", method: str = "BayesShrink",
                    convert2ycbcr: bool = True, resize_back: bool = True,
@@ -376,60 +231,4 @@ def sr_and_denoise(x, sr_model: keras.Model, *, sigma: float | None = PAPER_SIGM
     upscaled = super_resolve(denoised, sr_model, batch_size=batch_size)
     if not resize_back:
         return upscaled
-    return _resize(upscaled, denoised.shape[1:3], "area")
-
-
-# --------------------------------------------------------------------------- registry
-
-TRANSFORMS = {
-    "random_resize_pad": random_resize_pad,
-    "pixel_deflection": pixel_deflection,
-    "wavelet_denoise": wavelet_denoise,
-    "deflect_and_denoise": deflect_and_denoise,
-    "sr_and_denoise": sr_and_denoise,
-}
-
-# One line per transform, for report tables.
-DESCRIPTIONS = {
-    "random_resize_pad": "Random resizing + random zero padding (Xie et al. 2017)",
-    "pixel_deflection": "Pixel deflection: random pixels replaced by random neighbours "
-                        "(Prakash et al. 2018)",
-    "wavelet_denoise": "Wavelet denoising, soft BayesShrink in YCbCr (skimage)",
-    "deflect_and_denoise": "Pixel deflection + wavelet denoising (Prakash et al. 2018)",
-    "sr_and_denoise": "Wavelet denoising + x2 super-resolution, resized back "
-                      "(Mustafa et al. 2019)",
-}
-
-
-def make(name: str, **params):
-    """Binds ``params`` to transform ``name``; returns ``defense(x) -> x'``.
-
-    ``sr_and_denoise`` needs ``sr_model=...``; the random ones need ``seed=...``. The result
-    carries ``.name``, ``.description`` and ``.params`` (the function's defaults included, so an
-    experiment can record and key on them; ``sr_model`` is recorded by its name).
-    """
-    if name not in TRANSFORMS:
-        raise ValueError(f"unknown transform {name!r}; available: {sorted(TRANSFORMS)}")
-    fn = TRANSFORMS[name]
-    signature = inspect.signature(fn)
-    unknown = set(params) - set(signature.parameters) - {"x"}
-    if unknown:
-        raise ValueError(f"{name} takes no parameter(s) {sorted(unknown)}; its parameters: "
-                         f"{[p for p in signature.parameters if p != 'x']}")
-    missing = [p.name for p in signature.parameters.values()
-               if p.name != "x" and p.default is p.empty and p.name not in params]
-    if missing:
-        raise ValueError(f"{name} needs {missing}: pass them to make(), e.g. seed=0")
-    sr_model = params.pop("sr_model", None)
-
-    @functools.wraps(fn)
-    def defense(x):
-        return fn(x, sr_model, **params) if sr_model is not None else fn(x, **params)
-
-    defaults = {p.name: p.default for p in signature.parameters.values()
-                if p.kind is p.KEYWORD_ONLY and p.default is not p.empty}
-    defense.name, defense.description = name, DESCRIPTIONS[name]
-    defense.params = {**defaults, **params}
-    if sr_model is not None:
-        defense.params["sr_model"] = sr_model.name
-    return defense
+    return resize_images(upscaled, denoised.shape[1:3], "area")

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
 
 import keras
 
-from tfadv.data import atomic_write
+from tfadv import cache
 from tfadv.models.resnet import ARCHITECTURES, resnet18, tiny_cnn  # noqa: F401
-
-DEFAULT_MODEL_DIR = Path(__file__).resolve().parents[2] / "data" / "models"
 
 
 def build(architecture: str, num_classes: int, input_shape) -> keras.Model:
@@ -27,6 +24,7 @@ def save(model: keras.Model, path: str | os.PathLike) -> None:
     path = Path(path)
     if path.suffix != ".keras":
         raise ValueError(f"model files end in .keras, got {path}")
+    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. a fresh cache root's models/
     # Keras insists on the .keras suffix, so write a temporary sibling with it, then rename.
     tmp = path.with_name(f".{path.stem}.tmp.keras")
     try:
@@ -49,19 +47,16 @@ def load(path: str | os.PathLike) -> keras.Model:
                          "Keras 3 .keras file: delete it to retrain.") from err
 
 
-def config_key(config: dict) -> str:
-    return hashlib.sha256(json.dumps(config, sort_keys=True).encode()).hexdigest()[:12]
-
-
 def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
                  learning_rate: float = 1e-3, schedule: str = "cosine", augment: bool = True,
-                 seed: int = 0, precision: str = "float32", data_id: str = "", model_dir=DEFAULT_MODEL_DIR,
+                 seed: int = 0, precision: str = "float32", data_id: str = "", cache_dir=None,
                  x_val=None, y_val=None, verbose: bool = True):
-    """Trains a classifier on ``data`` once and caches it; later calls load the cached file.
+    """Trains a classifier on ``data`` once and caches it under ``<cache root>/models``
+    (:mod:`tfadv.cache`); later calls load the cached file.
 
     The cache key covers every argument that changes the weights (``data_id`` names the data
-    source). Training checkpoints live beside the model, so a killed run resumes. Returns
-    ``(model, path, history)``.
+    source) and the classifier code version. Training checkpoints live beside the model, so a
+    killed run resumes. Returns ``(model, path, history)``.
     """
     from tfadv.models.train import fit, resolve_precision
     precision = resolve_precision(precision)  # "auto" differs by machine: key the real one
@@ -69,8 +64,9 @@ def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
               "learning_rate": learning_rate, "schedule": schedule, "augment": augment, "seed": seed,
               "precision": precision, "data": data_id, "n": int(len(data.labels)),
               "input_shape": list(data.images.shape[1:]), "classes": data.num_classes}
-    stem = f"{architecture}-{config_key(config)}"
-    path = Path(model_dir) / f"{stem}.keras"
+    stem = f"{architecture}-{cache.key('classifier', config)}"
+    model_dir = cache.root(cache_dir) / "models"
+    path = model_dir / f"{stem}.keras"
     info_path = path.with_suffix(".json")
     if path.exists():
         history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
@@ -84,9 +80,8 @@ def train_cached(data, *, architecture: str, epochs: int, batch_size: int = 128,
         keras.mixed_precision.set_global_policy(previous)
     history = fit(model, data.images, data.labels, epochs=epochs, batch_size=batch_size,
                   learning_rate=learning_rate, schedule=schedule, augment=augment, seed=seed,
-                  ckpt_dir=Path(model_dir) / f"{stem}.ckpt", log_dir=Path(model_dir) / stem,
+                  ckpt_dir=model_dir / f"{stem}.ckpt", log_dir=model_dir / stem,
                   x_val=x_val, y_val=y_val, verbose=verbose)
     save(model, path)
-    atomic_write(info_path, lambda f: f.write(json.dumps(
-        {"config": config, "history": history}, indent=1).encode()))
+    cache.write_json(info_path, {"config": config, "history": history})
     return model, path, history

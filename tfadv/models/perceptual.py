@@ -164,3 +164,32 @@ def _frozen(model: keras.Model, info: dict) -> keras.Model:
     model.trainable = False
     model.tfadv_description = info
     return model
+
+
+def choose(kind: str, *, classifier: keras.Model | None = None, classifier_name: str = "",
+           vgg19_weights: str | None = "imagenet", image_size: int = 224):
+    """``(features, info)``: the frozen feature network of a perceptual loss and, for
+    run.json and every results note, what it is. ``kind``: ``vgg19`` (the paper's, ImageNet
+    weights or a file), ``classifier`` (the attacked classifier's own features: a SUBSTITUTE,
+    said loudly in ``info["note"]``) or ``none`` (no perceptual term)."""
+    if kind == "vgg19":
+        features = vgg19_features(vgg19_weights, input_shape=(image_size, image_size, 3))
+    elif kind == "classifier":
+        features = classifier_features(classifier)
+    elif kind == "none":
+        features = None
+    else:
+        raise ValueError(f"perceptual must be vgg19, classifier or none, got {kind!r}")
+    info = dict(describe(features), substitute=kind != "vgg19",
+                paper="VGG19 with ImageNet weights")
+    if kind == "vgg19":
+        info["note"] = f"Perceptual loss: VGG19 ({vgg19_weights} weights), as the paper."
+    else:
+        info["note"] = (
+            f"NOTE: the perceptual loss used a SUBSTITUTE feature network, "
+            f"{'none (no perceptual term)' if features is None else info['network']} "
+            f"({info['weights']}; layers {', '.join(info['layers'])}) -- "
+            f"the classifier is {classifier_name} -- NOT the paper's ImageNet VGG19 (its "
+            "weights cannot be had here; pass --set=perceptual=vgg19 --vgg19_weights=FILE to "
+            "use them). The purifiers may differ from the paper's for that reason.")
+    return features, info

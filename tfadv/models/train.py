@@ -137,8 +137,8 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
                   "acc": correct / count, "lr": float(_current_lr(optimizer)),
                   "seconds": round(time.time() - tic, 2)}
         if x_val is not None:
-            from tfadv.evaluation import accuracy
-            record["val_acc"] = accuracy(model, x_val, y_val)
+            from tfadv.batching import predict_logits
+            record["val_acc"] = float(np.mean(predict_logits(model, x_val).argmax(-1) == y_val))
         running.assign(tf.zeros(3, tf.float64))
         history.append(record)
         if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
@@ -238,5 +238,5 @@ def _read_log(path):
 
 
 def _write_log(path, records):
-    from tfadv.data import atomic_write
+    from tfadv.cache import atomic_write
     atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))

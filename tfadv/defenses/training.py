@@ -1,4 +1,10 @@
-"""Adversarial fine-tuning (paper 001, after Jeddi et al. 2020).
+"""Training-time defenses: each takes a classifier (and data) and returns a new classifier.
+
+Input defenses (``tfadv.defenses.make``) transform images; these change the model instead, so
+they are evaluated like any classifier. A new one (defensive distillation, gradient
+regularisation, TRADES, ...) is a function here and a line in :data:`TRAINING`.
+
+Adversarial fine-tuning (paper 001, after Jeddi et al. 2020):
 
 A copy of a trained classifier is trained for one epoch on perturbed training images labelled
 with their true classes, with Adam and the "slow start, fast decay" learning-rate schedule
@@ -28,3 +34,6 @@ def adversarial_finetune(model: keras.Model, x_adv: np.ndarray, y: np.ndarray, *
     fit(tuned, x_adv, y, epochs=epochs, batch_size=batch_size, learning_rate=peak_lr,
         schedule="slow_start_fast_decay", augment=False, seed=seed, verbose=verbose)
     return tuned
+
+
+TRAINING = {"adversarial_finetune": adversarial_finetune}

@@ -1,37 +1,15 @@
-"""Results out: tidy DataFrames to CSV + Markdown, JSON files, figures. All writes atomic."""
+"""Figures: confusion matrices (paper 001), paper 003's Figs 3-5 and the purifier training
+curves. PNG files written atomically."""
 
 from __future__ import annotations
 
 import io
-import json
-import os
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from tfadv.data import atomic_write
-
-
-def save_table(df: pd.DataFrame, out_dir, name: str, markdown: str | None = None) -> Path:
-    """Writes ``<out_dir>/<name>.csv`` and ``.md`` (``markdown`` text, or the table itself)."""
-    out_dir = Path(out_dir)
-    atomic_write(out_dir / f"{name}.csv", lambda f: f.write(df.to_csv(index=False).encode()))
-    text = markdown if markdown is not None else df.to_markdown(index=False) + "\n"
-    atomic_write(out_dir / f"{name}.md", lambda f: f.write(text.encode()))
-    return out_dir / f"{name}.csv"
-
-
-def save_json(path, obj) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=_plain).encode()))
-
-
-def _plain(value):
-    if isinstance(value, (np.integer, np.floating)):
-        return value.item()
-    if isinstance(value, (np.ndarray, Path, os.PathLike)):
-        return value.tolist() if isinstance(value, np.ndarray) else str(value)
-    return str(value)
+from tfadv.cache import atomic_write
 
 
 def save_figure(fig, path) -> None:

@@ -1,16 +1,12 @@
-"""Metrics on models and adversarial examples: accuracy, predictions, confusion matrices."""
+"""Metrics on models and adversarial examples: predictions, accuracy, confusion matrices,
+perturbation norms, attack summaries and image quality (MAE, PSNR, SSIM)."""
 
 from __future__ import annotations
 
 import numpy as np
-import tensorflow as tf
 
-
-def predict_logits(model, x, batch_size: int = 500) -> np.ndarray:
-    """Logits as float32 numpy, batched (no Keras progress bar, no retracing per size)."""
-    outs = [model(tf.constant(x[i:i + batch_size]), training=False)
-            for i in range(0, len(x), batch_size)]
-    return np.concatenate([np.asarray(o, np.float32) for o in outs])
+from tfadv import checks
+from tfadv.batching import predict_logits
 
 
 def predict(model, x, batch_size: int = 500) -> np.ndarray:
@@ -19,6 +15,11 @@ def predict(model, x, batch_size: int = 500) -> np.ndarray:
 
 def accuracy(model, x, y, batch_size: int = 500) -> float:
     return float(np.mean(predict(model, x, batch_size) == np.asarray(y)))
+
+
+def accuracy_percent(model, x, y, batch_size: int = 128) -> float:
+    """Accuracy in % (the unit of the papers' tables)."""
+    return 100.0 * accuracy(model, x, y, batch_size)
 
 
 def confusion_matrix(y_true, y_pred, num_classes: int) -> np.ndarray:
@@ -67,28 +68,9 @@ def run_attack(attack, model, x, y, target=None):
     x_adv = attack(model, x, y, target)
     seconds = time.perf_counter() - tic
     if isinstance(target, str):  # a strategy: the classes it picked
-        from tfadv.attacks.validation import resolve_target
+        from tfadv.attacks.validation import resolve_target  # attacks sit above metrics
         target = resolve_target(model, np.asarray(x, np.float32), target)
     return x_adv, attack_metrics(model, x, y, x_adv, target, seconds)
-
-
-def _check_image_pair(x_ref, x) -> tuple[np.ndarray, np.ndarray]:
-    """float64 copies of two NHWC batches of [0, 1] images of one shape, or a ValueError."""
-    x_ref, x = np.array(x_ref, np.float64), np.array(x, np.float64)
-    if x_ref.shape != x.shape:
-        raise ValueError(f"reference and compared images must have the same shape, got "
-                         f"{x_ref.shape} and {x.shape}; resize the purified images back to the "
-                         "input size first")
-    if x.ndim != 4:
-        raise ValueError(f"images must be a batch NHWC of rank 4, got shape {x.shape}; add a "
-                         "batch axis with x[None] for a single image")
-    for name, a in (("reference images", x_ref), ("compared images", x)):
-        if not np.all(np.isfinite(a)):
-            raise ValueError(f"{name} contain NaN or Inf values")
-        if a.size and (a.min() < 0.0 or a.max() > 1.0):
-            raise ValueError(f"{name}: pixels must lie in [0, 1], got min {a.min():.4g} and "
-                             f"max {a.max():.4g}; divide uint8 images by 255")
-    return x_ref, x
 
 
 def ssim_win_size(height: int, width: int) -> int:
@@ -112,7 +94,7 @@ def image_quality(x_ref, x):
     """
     import pandas as pd
     from skimage.metrics import peak_signal_noise_ratio, structural_similarity
-    x_ref, x = _check_image_pair(x_ref, x)
+    x_ref, x = checks.image_pair(x_ref, x)
     win_size = ssim_win_size(*x.shape[1:3]) if len(x) else 7
     rows = []
     for ref, img in zip(x_ref, x):
@@ -143,57 +125,3 @@ def image_quality_summary(quality) -> dict:
     return {"images": int(len(quality)), "mae_mean": float(quality["mae"].mean()),
             "psnr_mean": psnr_mean, "ssim_mean": float(quality["ssim"].mean()),
             "identical": int(len(psnr) - len(finite))}
-
-
-def bpda_eot_pgd(model, defense, x, y, *, eps: float, eps_iter: float, nb_iter: int,
-                 eot_samples: int = 1, seed: int = 0, batch_size: int = 128) -> np.ndarray:
-    """Adaptive Linf PGD against ``defense`` followed by ``model`` (Athalye et al. 2018).
-
-    For input transformations without useful gradients (wavelet denoising, pixel deflection,
-    random resizing): each step averages, over ``eot_samples`` draws of the defense
-    (Expectation over Transformation, for random defenses), the gradient of ``model``'s
-    cross-entropy at the *defended* image, and uses it as the gradient at the undefended
-    input (BPDA with the identity: the defense is taken as d defense(x)/dx = I on the
-    backward pass). Then a signed step of ``eps_iter``, projected onto the eps-ball around
-    ``x`` and [0, 1]; the start is a seeded uniform point in the ball, as PGD's.
-
-    ``defense(x, seed) -> x'``: numpy in, an array of x's shape out (random defenses use the
-    seed; draw ``k`` of step ``t`` gets a seed derived from ``(seed, t, k)``). A defense that
-    is differentiable (a Keras purifier) is better attacked with a plain attack on
-    ``keras.Model(defense -> model)``: the identity is only an approximation. Returns float32
-    images in [0, 1] of x's shape; the caller's array is not modified.
-    """
-    import keras
-    from tfadv.attacks.validation import check_eps, validate
-    eps, eps_iter = check_eps("eps", eps), check_eps("eps_iter", eps_iter)
-    for name, value in (("nb_iter", nb_iter), ("eot_samples", eot_samples),
-                        ("batch_size", batch_size)):
-        if isinstance(value, bool) or not float(value).is_integer() or value < 1:
-            raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
-    x, y, _ = validate(model, x, y)
-    if not len(x) or eps == 0:
-        return x
-    loss_fn = keras.losses.SparseCategoricalCrossentropy(from_logits=True, reduction="sum")
-
-    @tf.function(reduce_retracing=True)
-    def gradient(images, labels):
-        with tf.GradientTape() as tape:
-            tape.watch(images)
-            loss = loss_fn(labels, tf.cast(model(images, training=False), tf.float32))
-        return tape.gradient(loss, images)
-
-    rng = np.random.default_rng(seed)
-    x_adv = np.clip(x + rng.uniform(-eps, eps, x.shape).astype(np.float32), 0.0, 1.0)
-    for t in range(int(nb_iter)):
-        grad = np.zeros_like(x)
-        for k in range(int(eot_samples)):
-            draw_seed = int(np.random.SeedSequence([seed, t, k]).generate_state(1)[0])
-            defended = np.asarray(defense(x_adv, draw_seed), np.float32)
-            if defended.shape != x.shape:
-                raise ValueError(f"BPDA with the identity needs a defense that keeps the image "
-                                 f"shape {x.shape}, got {defended.shape} (resize back first)")
-            for i in range(0, len(x), batch_size):
-                grad[i:i + batch_size] += gradient(tf.constant(defended[i:i + batch_size]),
-                                                   tf.constant(y[i:i + batch_size])).numpy()
-        x_adv = np.clip(np.clip(x_adv + eps_iter * np.sign(grad), x - eps, x + eps), 0.0, 1.0)
-    return x_adv.astype(np.float32)
