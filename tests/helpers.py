@@ -1,4 +1,5 @@
-"""Shared test helpers: a small classifier trained on scikit-learn's digits (offline, ~3 s).
+"""Shared test helpers: a small classifier trained on scikit-learn's digits (offline, ~3 s),
+images made here, tiny pix2pix networks, and running an experiment's command line.
 
 ``trained_digits_model()`` is cached per process, so every test module of one pytest session
 shares the same model. Test modules wrap it in a module-scoped fixture.
@@ -6,11 +7,17 @@ shares the same model. Test modules wrap it in a module-scoped fixture.
 
 from __future__ import annotations
 
+import contextlib
 import functools
+import os
+import subprocess
+import sys
+from pathlib import Path
 from typing import NamedTuple
 
 import keras
 import numpy as np
+import tensorflow as tf
 
 from tfadv import data
 from tfadv.evaluation import accuracy
@@ -18,6 +25,7 @@ from tfadv.models.resnet import tiny_cnn
 from tfadv.models.train import fit
 
 DIGITS_SHAPE = (8, 8, 1)
+REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 class Trained(NamedTuple):
@@ -72,3 +80,73 @@ def noisy(images: np.ndarray, sigma: float = 0.08, seed: int = 1) -> np.ndarray:
     """``images`` plus seeded Gaussian noise, clipped to [0, 1]."""
     rng = np.random.default_rng(seed)
     return np.clip(images + rng.normal(0, sigma, images.shape), 0, 1).astype(np.float32)
+
+
+# --------------------------------------------------------------------------- pix2pix purifier
+
+def toy_pairs(n, side, seed=0, noise=0.1):
+    """Smooth clean images (4x4 random colours, bilinearly upsampled) and noisy copies."""
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 1, (n, 4, 4, 3)).astype(np.float32)
+    clean = tf.image.resize(coarse, (side, side), "bilinear").numpy()
+    noisy = np.clip(clean + rng.normal(0, noise, clean.shape), 0, 1).astype(np.float32)
+    return noisy, clean
+
+
+def pix2pix_networks(side, seed=0, base_filters=8):
+    """A seeded pix2pix U-Net generator and PatchGAN discriminator for side x side x 3 images."""
+    from tfadv.models import pix2pix
+    keras.utils.set_random_seed(seed)
+    return (pix2pix.unet_generator((side, side, 3), base_filters=base_filters),
+            pix2pix.patchgan_discriminator((side, side, 3), base_filters=base_filters))
+
+
+@contextlib.contextmanager
+def mixed_precision(name):
+    """Keras's global dtype policy set to ``name`` inside the block, restored after."""
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(name)
+    try:
+        yield
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+
+
+# --------------------------------------------------------------------------- experiments
+
+def run_module(module, *args, cache=None, timeout=600, expect=0):
+    """``python -m module *args`` from the repository root; with ``cache`` (the fixture of
+    tests/experiments/conftest.py), under its cache root."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("TFADV_")}
+    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    if cache is not None:
+        args = (*args, f"--cache_dir={cache.root}")
+        env["TFADV_CACHE"] = str(cache.unused)
+    proc = subprocess.run([sys.executable, "-m", module, *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+    assert proc.returncode == expect, (f"{module}: exit status {proc.returncode}:\n"
+                                       f"{proc.stdout[-3000:]}\n{proc.stderr[-5000:]}")
+    return proc
+
+
+def one_error_line(proc, experiment: str) -> str:
+    """The one line a user error prints (last on stderr, no traceback)."""
+    assert "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    ours = [line for line in proc.stderr.splitlines() if line.startswith(f"{experiment}:")]
+    assert len(ours) == 1 and proc.stderr.strip().splitlines()[-1] == ours[0], proc.stderr
+    return ours[0]
+
+
+@contextlib.contextmanager
+def op_determinism():
+    """TensorFlow op determinism inside the block, switched back off after (it is
+    process-wide; other tests may use ops that have no deterministic kernel)."""
+    import tensorflow as tf
+    from tensorflow.python.framework import config as tf_config
+    was_enabled = tf_config.is_op_determinism_enabled()
+    tf.config.experimental.enable_op_determinism()
+    try:
+        yield
+    finally:
+        if not was_enabled:
+            tf_config.disable_op_determinism()

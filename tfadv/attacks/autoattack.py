@@ -15,7 +15,7 @@ run a cheaper version; every run records them (``make`` keeps all parameters).
 Failing loudly: ART's ``AutoAttack.generate`` catches ``ValueError`` from sub-attacks in its
 targeted mode and only logs a warning, so a broken sub-attack would quietly weaken the
 ensemble. This wrapper runs ART's untargeted mode only (paper 003's use), where a sub-attack's
-error propagates to the caller (tests/test_more_attacks.py checks that it does).
+error propagates to the caller (tests/attacks/test_autoattack.py checks that it does).
 """
 
 from __future__ import annotations

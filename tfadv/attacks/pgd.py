@@ -14,7 +14,7 @@ around the *original* x, clip to [0, 1]), written out here instead of calling cl
   and ``eps == 0`` returns a copy of x.
 
 With ``rand_init=False`` the result equals cleverhans' ``projected_gradient_descent`` (and
-``basic_iterative_method``) with the same arguments (tests/test_iterative_attacks.py).
+``basic_iterative_method``) with the same arguments (tests/attacks/test_iterative.py).
 """
 
 from __future__ import annotations

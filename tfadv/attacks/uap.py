@@ -12,7 +12,7 @@ An image counts as fooled when the model's prediction on ``clip(x + v, 0, 1)`` d
 its true label (the suite's attacks use true labels; on correctly classified images this is
 the paper's "prediction changed"). The inner DeepFool is the suite's native batched one, so
 this is much faster than ART's ``UniversalPerturbation`` with its DeepFool (see
-notes/RESULTS.md); it is cross-checked against ART in tests/test_more_attacks.py.
+notes/RESULTS.md); it is cross-checked against ART in tests/attacks/test_uap.py.
 
 ``uap(model, x, y)`` fits ``v`` on the batch it is given and returns ``clip(x + v, 0, 1)``:
 unlike the per-image attacks, an image's result depends on the other images of the call.

@@ -1,5 +1,7 @@
 """Named classifiers (tfadv.models.zoo): recipes train once into the cache and load after;
-pretrained ones say which weights they have; unknown names and missing data are errors."""
+pretrained ones say which weights they have; unknown names and missing data are errors; the
+preflight checks (``weights_problem``, ``missing_inputs``) say which weights and data to
+supply."""
 
 import numpy as np
 import pytest
@@ -75,3 +77,30 @@ def test_inception_v3_with_random_weights_says_so():
     assert clf.id.startswith("inception_v3-")
     assert clf.model.input_shape[1:] == (32, 32, 3) and clf.model.output_shape[-1] == 1000
     assert zoo.load("inception_v3", weights=None, input_size=32).id == clf.id  # same weights id
+
+
+def test_missing_imagenet_weights_say_what_to_supply(monkeypatch, tmp_path):
+    import keras
+
+    def offline(*args, **kwargs):
+        raise Exception("URL fetch failure: offline")
+    monkeypatch.setattr(keras.utils, "get_file", offline)
+    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
+    problem = zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights")
+    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in problem
+    assert "--vgg19_weights=PATH" in problem
+    (tmp_path / "models").mkdir()
+    (tmp_path / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
+    assert zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights") is None  # Keras cache
+    missing = zoo.weights_problem("Inception-v3", str(tmp_path / "none.h5"),
+                                  "--inception_weights")
+    assert "does not exist" in missing and "--inception_weights=PATH" in missing
+    weights = tmp_path / "inception.h5"
+    weights.write_bytes(b"")
+    assert zoo.weights_problem("Inception-v3", str(weights), "--inception_weights") is None
+    problems = zoo.missing_inputs("inception_v3", "vgg19", data=str(tmp_path / "no_imagenet"),
+                                  data_dir=None, weights=str(tmp_path / "none.h5"),
+                                  vgg19_weights="imagenet")
+    assert len(problems) == 2 and "ImageNet" in problems[0]  # the VGG19 file is cached now
+    assert zoo.missing_inputs("digits_tiny_cnn", "classifier", data="digits", data_dir=None,
+                              weights=None, vgg19_weights=None) == []

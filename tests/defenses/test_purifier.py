@@ -1,5 +1,8 @@
-"""Tests for the paper 003 purifier: tfadv.models.pix2pix, tfadv.models.perceptual and
-tfadv.defenses.purifier (tiny networks, images made here; about 40 s on 2 CPU cores).
+"""Tests for the paper 003 purifier, tfadv.defenses.purifier: the loss-weight schedule,
+training, resume, ``purify``, save/load, the cache (``train_cached``, ``train_versatile``) and
+``load`` as a defense (tiny networks, images made here; about 40 s on 2 CPU cores). The
+networks (tfadv.models.pix2pix) and the perceptual loss (tfadv.models.perceptual) are tested
+in tests/models/test_pix2pix.py and test_perceptual.py.
 
 The resume test is the important one: a training run stopped between checkpoints, or at an
 epoch boundary, then started again with the same arguments, ends with the same weights (both
@@ -8,128 +11,17 @@ networks) and the same epoch records as a run that was never interrupted.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import subprocess
-import sys
-from pathlib import Path
 
 import keras
 import numpy as np
-import pandas as pd
 import pytest
-import tensorflow as tf
 
+from helpers import mixed_precision, op_determinism, pix2pix_networks, toy_pairs
 from tfadv import cache, defenses, models
 from tfadv.defenses import purifier
-from tfadv.models import perceptual, pix2pix
-from tfadv.models.resnet import resnet18, tiny_cnn
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
-
-
-def _toy_pairs(n, side, seed=0, noise=0.1):
-    """Smooth clean images (4x4 random colours, bilinearly upsampled) and noisy copies."""
-    rng = np.random.default_rng(seed)
-    coarse = rng.uniform(0, 1, (n, 4, 4, 3)).astype(np.float32)
-    clean = tf.image.resize(coarse, (side, side), "bilinear").numpy()
-    noisy = np.clip(clean + rng.normal(0, noise, clean.shape), 0, 1).astype(np.float32)
-    return noisy, clean
-
-
-def _networks(side, seed=0, base_filters=8):
-    keras.utils.set_random_seed(seed)
-    return (pix2pix.unet_generator((side, side, 3), base_filters=base_filters),
-            pix2pix.patchgan_discriminator((side, side, 3), base_filters=base_filters))
-
-
-@contextlib.contextmanager
-def _policy(name):
-    previous = keras.mixed_precision.global_policy()
-    keras.mixed_precision.set_global_policy(name)
-    try:
-        yield
-    finally:
-        keras.mixed_precision.set_global_policy(previous)
-
-
-@contextlib.contextmanager
-def _op_determinism():
-    """Process-wide, so switched back off after (as in test_train)."""
-    from tensorflow.python.framework import config as tf_config
-    was_enabled = tf_config.is_op_determinism_enabled()
-    tf.config.experimental.enable_op_determinism()
-    try:
-        yield
-    finally:
-        if not was_enabled:
-            tf_config.disable_op_determinism()
-
-
-# --------------------------------------------------------------------------- pix2pix networks
-
-def _down_convs(model):
-    return [layer for layer in model.layers if layer.name.startswith("down")
-            and layer.name.endswith("_conv")]
-
-
-def test_unet_at_256_is_the_tutorials():
-    """Built only (no forward pass): 8 down, 7 up blocks, the tutorial's filters and shapes."""
-    generator = pix2pix.unet_generator((256, 256, 3))
-    assert generator.output_shape == (None, 256, 256, 3)
-    downs = _down_convs(generator)
-    assert [layer.filters for layer in downs] == [64, 128, 256, 512, 512, 512, 512, 512]
-    assert [layer.output.shape[1] for layer in downs] == [128, 64, 32, 16, 8, 4, 2, 1]
-    ups = [layer for layer in generator.layers if layer.name.endswith("_deconv")
-           and layer.name.startswith("up")]
-    assert [layer.filters for layer in ups] == [512, 512, 512, 512, 256, 128, 64]
-    assert sum(isinstance(layer, keras.layers.Dropout) for layer in generator.layers) == 3
-    assert generator.get_layer("last_deconv").filters == 3
-    # The tutorial's 54,425,859 parameters, less the innermost BatchNorm's 2,048 (see docstring).
-    assert generator.count_params() == 54_425_859 - 4 * 512
-
-
-@pytest.mark.parametrize("side,downs", [(8, 3), (32, 5), (64, 6)])
-def test_unet_depth_shapes_and_range(side, downs):
-    generator, _ = _networks(side)
-    assert len(_down_convs(generator)) == downs
-    assert _down_convs(generator)[-1].output.shape[1] == 1  # down to 1x1
-    x = np.random.default_rng(0).uniform(0, 1, (2, side, side, 3)).astype(np.float32)
-    for training in (False, True):
-        out = generator(x, training=training).numpy()
-        assert out.shape == x.shape and out.dtype == np.float32
-        assert out.min() >= 0.0 and out.max() <= 1.0
-
-
-@pytest.mark.parametrize("shape", [(32, 16, 3), (48, 48, 3), (4, 4, 3), (30, 30, 3), (32, 32)])
-def test_bad_sizes_say_resize(shape):
-    for build in (pix2pix.unet_generator, pix2pix.patchgan_discriminator):
-        with pytest.raises(ValueError, match="resize|height, width, channels"):
-            build(shape)
-
-
-def test_patchgan_grids_and_receptive_fields():
-    big = pix2pix.patchgan_discriminator((256, 256, 3))
-    assert big.output_shape == (None, 30, 30, 1)
-    assert pix2pix.receptive_field(big) == 70
-    assert big.count_params() == 2_770_433  # the tutorial's
-    _, small = _networks(32)
-    assert small.output_shape == (None, 6, 6, 1)
-    assert pix2pix.receptive_field(small) == 34
-    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
-    logits = small([x, x]).numpy()
-    assert logits.shape == (2, 6, 6, 1) and logits.dtype == np.float32
-    assert pix2pix.patchgan_discriminator((8, 8, 3), base_filters=4).output_shape[1:3] == (2, 2)
-
-
-def test_mixed_bfloat16_outputs_float32():
-    with _policy("mixed_bfloat16"):
-        generator, discriminator = _networks(16)
-    x = np.random.default_rng(0).uniform(0, 1, (1, 16, 16, 3)).astype(np.float32)
-    assert generator.get_layer("down2_conv").compute_dtype == "bfloat16"
-    assert generator(x).dtype == tf.float32
-    assert discriminator([x, x]).dtype == tf.float32
+from tfadv.models import perceptual
+from tfadv.models.resnet import tiny_cnn
 
 
 # --------------------------------------------------------------------------- loss schedule
@@ -173,69 +65,11 @@ def test_single_step_schedule_and_bad_arguments():
         purifier.schedule_table(0, "multi")
 
 
-# --------------------------------------------------------------------------- perceptual
-
-def test_classifier_features_loss_and_freezing():
-    classifier = resnet18(width=8)
-    features = perceptual.classifier_features(classifier)
-    assert perceptual.describe(features)["layers"] == [
-        "stem_relu", "s1b0_relu1", "s2b1_relu1", "s3b1_out"]
-    assert features.trainable_variables == [] and classifier.trainable  # a frozen copy
-    x, y = _toy_pairs(4, 32)
-    assert float(perceptual.perceptual_loss(features, x, x)) == 0.0
-    assert float(perceptual.perceptual_loss(features, x, y)) > 0.0
-    assert float(perceptual.perceptual_loss(features, x, y, "l2")) > 0.0
-    with pytest.raises(ValueError, match="distance"):
-        perceptual.perceptual_loss(features, x, y, "cosine")
-    with pytest.raises(ValueError, match="no layers"):
-        perceptual.classifier_features(classifier, ["nope"])
-
-
-def test_vgg19_preprocessing_and_refusals(monkeypatch, tmp_path):
-    with pytest.raises(ValueError, match="allow_random"):
-        perceptual.vgg19_features(None, input_shape=(32, 32, 3))
-    with pytest.raises(ValueError, match="at least 32x32"):
-        perceptual.vgg19_features(None, input_shape=(16, 16, 3), allow_random=True)
-    with pytest.raises(ValueError, match="not found"):
-        perceptual.vgg19_features(str(tmp_path / "missing.weights.h5"), input_shape=(32, 32, 3))
-    features = perceptual.vgg19_features(None, input_shape=(32, 32, 3), allow_random=True)
-    info = perceptual.describe(features)
-    assert info["layers"] == list(perceptual.VGG19_LAYERS) and "random" in info["weights"]
-    json.dumps(info)
-    assert len(features.outputs) == 5 and features.trainable_variables == []
-    x = np.random.default_rng(0).uniform(0, 1, (2, 32, 32, 3)).astype(np.float32)
-    pre = keras.Model(features.input, features.get_layer("caffe_preprocess").output)
-    np.testing.assert_allclose(pre(x).numpy(), keras.applications.vgg19.preprocess_input(
-        x * 255.0), atol=1e-3)
-    assert float(perceptual.perceptual_loss(features, x, x)) == 0.0
-    assert float(perceptual.perceptual_loss(features, x, x[::-1])) > 0.0
-
-    def offline(*args, **kwargs):  # what keras.applications raises without network
-        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
-    monkeypatch.setattr(keras.applications, "VGG19", offline)
-    with pytest.raises(ValueError, match="local path"):
-        perceptual.vgg19_features("imagenet", input_shape=(32, 32, 3))
-
-
-def test_vgg19_loads_a_local_weights_file(tmp_path):
-    keras.utils.set_random_seed(3)
-    backbone = keras.applications.VGG19(include_top=False, weights=None, input_shape=(32, 32, 3))
-    path = tmp_path / "vgg19_notop.weights.h5"
-    backbone.save_weights(path)
-    features = perceptual.vgg19_features(str(path), layers=("block5_conv4",),
-                                         input_shape=(32, 32, 3))
-    assert perceptual.describe(features)["weights"] == str(path)
-    x = np.random.default_rng(0).uniform(0, 1, (1, 32, 32, 3)).astype(np.float32)
-    block5 = keras.Model(backbone.input, backbone.get_layer("block5_conv4").output)
-    want = block5(keras.applications.vgg19.preprocess_input(x * 255.0)).numpy()
-    np.testing.assert_allclose(features(x).numpy(), want, rtol=1e-4, atol=1e-3)
-
-
 # --------------------------------------------------------------------------- training
 
 def test_training_removes_noise_and_leaves_features_frozen(tmp_path):
-    noisy, clean = _toy_pairs(64, 16)
-    generator, discriminator = _networks(16)
+    noisy, clean = toy_pairs(64, 16)
+    generator, discriminator = pix2pix_networks(16)
     keras.utils.set_random_seed(1)
     features = perceptual.classifier_features(tiny_cnn(input_shape=(16, 16, 3), width=4))
     frozen = [w.copy() for w in features.get_weights()]
@@ -260,9 +94,9 @@ def test_training_removes_noise_and_leaves_features_frozen(tmp_path):
 
 
 def test_training_under_mixed_bfloat16():
-    noisy, clean = _toy_pairs(4, 8)
-    with _policy("mixed_bfloat16"):
-        generator, discriminator = _networks(8)
+    noisy, clean = toy_pairs(4, 8)
+    with mixed_precision("mixed_bfloat16"):
+        generator, discriminator = pix2pix_networks(8)
         history = purifier.train_purifier(noisy, clean, generator=generator,
                                           discriminator=discriminator, features=None,
                                           epochs=1, batch_size=2, verbose=False)
@@ -278,7 +112,7 @@ STEPS_PER_EPOCH = N // BATCH
 
 @pytest.fixture(scope="module")
 def resume_setup():
-    noisy, clean = _toy_pairs(N, SIDE, seed=5)
+    noisy, clean = toy_pairs(N, SIDE, seed=5)
     keras.utils.set_random_seed(7)
     features = perceptual.classifier_features(tiny_cnn(input_shape=(SIDE, SIDE, 3), width=4))
     return noisy, clean, features
@@ -286,7 +120,7 @@ def resume_setup():
 
 def _resume_run(setup, root, model_seed=0, **kwargs):
     noisy, clean, features = setup
-    generator, discriminator = _networks(SIDE, seed=model_seed)
+    generator, discriminator = pix2pix_networks(SIDE, seed=model_seed)
     history = purifier.train_purifier(
         noisy, clean, generator=generator, discriminator=discriminator, features=features,
         epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-3, seed=0, ckpt_dir=root / "ckpt",
@@ -296,7 +130,7 @@ def _resume_run(setup, root, model_seed=0, **kwargs):
 
 @pytest.fixture(scope="module")
 def reference(resume_setup, tmp_path_factory):
-    with _op_determinism():
+    with op_determinism():
         generator, discriminator, history = _resume_run(resume_setup,
                                                         tmp_path_factory.mktemp("reference"))
     assert [r["step"] for r in history] == [4, 8, 12]
@@ -308,7 +142,7 @@ def test_resume_equals_an_uninterrupted_run(resume_setup, reference, tmp_path, s
     """Stopped mid-epoch 2 between checkpoints (5) and at the end of epoch 1 (4); the resumed
     run starts from networks with other weights and dropout seeds: all must come from the
     checkpoint."""
-    with _op_determinism():
+    with op_determinism():
         first = _resume_run(resume_setup, tmp_path, stop_after_steps=stop_at)[2]
         assert len(first) == stop_at // STEPS_PER_EPOCH
         generator, discriminator, history = _resume_run(resume_setup, tmp_path, model_seed=99)
@@ -333,7 +167,7 @@ def test_corrupt_or_foreign_checkpoint_says_delete(resume_setup, tmp_path):
     noisy, clean, features = resume_setup
     other = tmp_path / "other"
     _resume_run(resume_setup, other, stop_after_steps=1)
-    generator, discriminator = _networks(SIDE, base_filters=4)
+    generator, discriminator = pix2pix_networks(SIDE, base_filters=4)
     with pytest.raises(ValueError, match="delete"):
         purifier.train_purifier(noisy, clean, generator=generator, discriminator=discriminator,
                                 features=features, epochs=EPOCHS, batch_size=BATCH,
@@ -341,8 +175,8 @@ def test_corrupt_or_foreign_checkpoint_says_delete(resume_setup, tmp_path):
 
 
 def test_train_purifier_rejects_bad_arguments():
-    noisy, clean = _toy_pairs(4, 8)
-    generator, discriminator = _networks(8)
+    noisy, clean = toy_pairs(4, 8)
+    generator, discriminator = pix2pix_networks(8)
     kwargs = dict(generator=generator, discriminator=discriminator, features=None, verbose=False)
     with pytest.raises(ValueError, match="pairs"):
         purifier.train_purifier(noisy, clean[:3], epochs=1, **kwargs)
@@ -355,7 +189,7 @@ def test_train_purifier_rejects_bad_arguments():
 # --------------------------------------------------------------------------- purify, save/load
 
 def test_purify_validates_its_input():
-    generator, _ = _networks(8)
+    generator, _ = pix2pix_networks(8)
     x = np.random.default_rng(0).uniform(0, 1, (3, 8, 8, 3)).astype(np.float32)
     out = purifier.purify(generator, x, batch_size=2)
     assert out.shape == x.shape and out.dtype == np.float32
@@ -370,8 +204,8 @@ def test_purify_validates_its_input():
 
 
 def test_generator_save_load_round_trip(tmp_path):
-    noisy, clean = _toy_pairs(8, 16)
-    generator, discriminator = _networks(16)
+    noisy, clean = toy_pairs(8, 16)
+    generator, discriminator = pix2pix_networks(16)
     purifier.train_purifier(noisy, clean, generator=generator, discriminator=discriminator,
                             features=None, epochs=1, batch_size=4, verbose=False)
     path = tmp_path / "purifier.keras"
@@ -383,29 +217,10 @@ def test_generator_save_load_round_trip(tmp_path):
     assert models.load(discriminator_path).output_shape == discriminator.output_shape
 
 
-# --------------------------------------------------------------------------- benchmark
-
-def test_benchmark_purifier_smoke(tmp_path):
-    # TFADV_CACHE stays (conftest's temporary root): nothing may be written into data/.
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("TFADV_") or k == "TFADV_CACHE"}
-    env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-    proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", "purifier", "--size=32",
-         "--base_filters=4", "--timed_steps=1", "--repeats=1", "--projection_steps=0",
-         f"--out={tmp_path}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-        timeout=300)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    assert "random weights" in proc.stdout
-    table = pd.read_csv(tmp_path / "benchmark_purifier.csv")
-    assert len(table) == 4
-    assert set(table.precision) == {"float32", "mixed_bfloat16"}
-    assert set(table.perceptual) == {"none", "VGG19 (random weights)"}
-    assert (table.images_per_s > 0).all() and table.paper_preset_hours.isna().all()
-
+# --------------------------------------------------------------------------- cache, monitor, load
 
 def test_train_cached_trains_once_then_loads(tmp_path):
-    x_adv, x_clean = _toy_pairs(4, 8)
+    x_adv, x_clean = toy_pairs(4, 8)
     settings = dict(pairs_id="toy", features=None, cache_dir=tmp_path, base_filters=4,
                     batch_size=2, epochs=1, seed=0)
     generator, path, history, trained = purifier.train_cached("toy", x_adv, x_clean, **settings)
@@ -421,7 +236,7 @@ def test_train_cached_trains_once_then_loads(tmp_path):
 
 
 def test_train_cached_ignores_purifiers_of_an_older_training_version(tmp_path, monkeypatch):
-    x_adv, x_clean = _toy_pairs(4, 8)
+    x_adv, x_clean = toy_pairs(4, 8)
     settings = dict(pairs_id="toy", features=None, cache_dir=tmp_path, base_filters=4,
                     batch_size=2, epochs=1, seed=0)
     _, old_path, _, _ = purifier.train_cached("toy", x_adv, x_clean, **settings)
@@ -431,8 +246,8 @@ def test_train_cached_ignores_purifiers_of_an_older_training_version(tmp_path, m
 
 
 def test_monitor_joins_every_epoch_record_and_the_log(tmp_path):
-    x_adv, x_clean = _toy_pairs(4, 8)
-    generator, discriminator = _networks(8, base_filters=4)
+    x_adv, x_clean = toy_pairs(4, 8)
+    generator, discriminator = pix2pix_networks(8, base_filters=4)
     seen = []
 
     def monitor(g):
@@ -464,7 +279,7 @@ def test_schedule_text_names_every_phase():
 
 
 def test_load_gives_a_differentiable_defense_named_by_its_file(tmp_path):
-    generator, _ = _networks(8, base_filters=4)
+    generator, _ = pix2pix_networks(8, base_filters=4)
     path = tmp_path / "purifier_toy-0123.keras"
     models.save(generator, path)
     defense = purifier.load(path)
@@ -480,8 +295,8 @@ def test_load_gives_a_differentiable_defense_named_by_its_file(tmp_path):
 def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
     """Two attacks: a purifier per attack on its own pairs, then the versatile one on image
     i attacked by attacks[assign[i]]; a second call loads all three from the cache."""
-    x_clean = _toy_pairs(4, 8, seed=1)[1]
-    attacked_sets = {"a": _toy_pairs(4, 8, seed=2)[0], "b": _toy_pairs(4, 8, seed=3)[0]}
+    x_clean = toy_pairs(4, 8, seed=1)[1]
+    attacked_sets = {"a": toy_pairs(4, 8, seed=2)[0], "b": toy_pairs(4, 8, seed=3)[0]}
     assign = np.array([0, 1, 1, 0])
     settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
                     epochs=1, seed=0, verbose=False)

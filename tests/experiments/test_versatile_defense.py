@@ -1,10 +1,13 @@
-"""Paper 003's versatile defense (experiments/versatile_defense.py, tfadv.report.versatile).
+"""Paper 003's versatile defense (experiments/versatile_defense.py).
 
 The smoke preset end to end in a temporary ``--cache_dir`` (every output, the PNG round-trip
 rows, run.json, the adaptive table's sanity columns), a second run that reuses every cache,
-the preset pick (common.pick_preset), ``--steps``, one-line errors with exit status 2 (the
-paper preset's preflight, ``--set=train_per_class=0``), and Tables 1-2 arithmetic. BPDA + EOT
-PGD is tested in test_bpda.py. About two minutes on 2 CPU cores, most of it the smoke runs.
+the preset picked without ``--preset`` on a CPU, ``--steps``, the presets, one-line errors
+with exit status 2 (the paper preset's preflight, ``--set=train_per_class=0``). About two
+minutes on 2 CPU cores, most of it the smoke runs. Elsewhere: Tables 1-2 arithmetic
+(tfadv.report.versatile) in tests/report/test_versatile_report.py, common.pick_preset and
+common.main in test_common.py, the zoo's weights checks in tests/models/test_zoo.py, BPDA +
+EOT PGD in tests/attacks/test_bpda.py.
 """
 
 from __future__ import annotations
@@ -16,17 +19,14 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 import pytest
 
-from experiments import common
 from experiments import versatile_defense as vd
 from tfadv.models import zoo
-from tfadv.report import tables
 from tfadv.report import versatile as rv
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
                                         "quality", "robustness", "table_adaptive",
                                         "purifier_training")
@@ -241,22 +241,6 @@ def test_no_preset_on_a_cpu_picks_quick_and_says_why():
     assert '"preset_source": "auto: no GPU or TPU is visible' in proc.stdout
 
 
-def test_pick_preset_takes_the_accelerated_one_when_a_device_is_visible(monkeypatch):
-    import tensorflow as tf
-
-    class Device:
-        def __init__(self, name):
-            self.name = name
-
-    visible = {"GPU": [], "TPU": []}
-    monkeypatch.setattr(tf.config, "list_physical_devices", lambda kind: visible.get(kind, []))
-    picked, why = common.pick_preset("paper", "quick", "it needs a GPU")
-    assert picked == "quick" and why == "no GPU or TPU is visible: it needs a GPU"
-    visible["GPU"] = [Device("/physical_device:GPU:0")]
-    picked, why = common.pick_preset("paper", "quick", "it needs a GPU")
-    assert picked == "paper" and "/physical_device:GPU:0" in why
-
-
 def test_steps_single_changes_the_logged_schedule():
     multi = _ok(run_module("--preset=smoke", "--plan")).stdout
     single = _ok(run_module("--preset=smoke", "--plan", "--steps=single")).stdout
@@ -280,33 +264,6 @@ def test_paper_preset_without_data_or_weights_fails_at_once(tmp_path):
     assert not out.exists()  # nothing was done
 
 
-def test_missing_imagenet_weights_say_what_to_supply(monkeypatch, tmp_path):
-    import keras
-
-    def offline(*args, **kwargs):
-        raise Exception("URL fetch failure: offline")
-    monkeypatch.setattr(keras.utils, "get_file", offline)
-    monkeypatch.setenv("KERAS_HOME", str(tmp_path))
-    problem = zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights")
-    assert "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5" in problem
-    assert "--vgg19_weights=PATH" in problem
-    (tmp_path / "models").mkdir()
-    (tmp_path / "models" / "vgg19_weights_tf_dim_ordering_tf_kernels_notop.h5").write_bytes(b"")
-    assert zoo.weights_problem("VGG19", "imagenet", "--vgg19_weights") is None  # Keras cache
-    missing = zoo.weights_problem("Inception-v3", str(tmp_path / "none.h5"),
-                                  "--inception_weights")
-    assert "does not exist" in missing and "--inception_weights=PATH" in missing
-    weights = tmp_path / "inception.h5"
-    weights.write_bytes(b"")
-    assert zoo.weights_problem("Inception-v3", str(weights), "--inception_weights") is None
-    problems = zoo.missing_inputs("inception_v3", "vgg19", data=str(tmp_path / "no_imagenet"),
-                                  data_dir=None, weights=str(tmp_path / "none.h5"),
-                                  vgg19_weights="imagenet")
-    assert len(problems) == 2 and "ImageNet" in problems[0]  # the VGG19 file is cached now
-    assert zoo.missing_inputs("digits_tiny_cnn", "classifier", data="digits", data_dir=None,
-                              weights=None, vgg19_weights=None) == []
-
-
 def test_presets_switch_to_rgb_with_data():
     assert vd.presets_for(None)["quick"]["image_size"] == 8
     rgb = vd.presets_for("../shared/data/cifar10-jpeg.tar.gz")
@@ -328,29 +285,7 @@ def test_presets_switch_to_rgb_with_data():
             paper["epochs"], paper["batch_size"]) == (18, 5, 256, 100, 1)
 
 
-# --------------------------------------------------------------------------- pieces
-
-def test_tables_average_and_matching_specific_column():
-    rng = np.random.default_rng(0)
-    keys = ["none", "versatile", "random_resize", "pd_wd", "sr_wd"] + [
-        f"specific_{a}" for a in vd.TRAIN_ATTACKS]
-    acc = {("tensor", row, key): float(rng.uniform(0, 100)) for row in vd.ROWS for key in keys}
-    table1, table2 = rv.build_tables(acc, 10, ("tensor",))
-
-    def cell(table, row, key):
-        hit = table[(table.attack == vd.LABELS[row]) & (table.defense_key == key)]
-        assert len(hit) == 1
-        return hit.accuracy.iloc[0]
-
-    assert cell(table1, "average", "specific_bim") == pytest.approx(
-        np.mean([acc[("tensor", r, "specific_bim")] for r in vd.ROWS]))
-    assert cell(table2, "pgd", "specific") == acc[("tensor", "pgd", "specific_pgd")]
-    for row in ("clean", "deepfool"):  # no matching purifier: the mean of the six, as the paper
-        assert cell(table2, row, "specific") == pytest.approx(
-            np.mean([acc[("tensor", row, f"specific_{a}")] for a in vd.TRAIN_ATTACKS]))
-    md = tables.markdown_by_evaluation(table2, "T2", ["a note"], rv.HOW)
-    assert "| PGD" in md and "(86.8)" in md and "a note" in md and "**tensor**" in md
-
+# --------------------------------------------------------------------------- user errors
 
 def test_zero_training_images_per_class_is_a_one_line_error(smoke, tmp_path):
     """The smoke cache holds the classifier, so the run gets to picking training images."""
@@ -360,26 +295,3 @@ def test_zero_training_images_per_class_is_a_one_line_error(smoke, tmp_path):
     message = _one_line_error(proc)
     assert "per_class must be an integer >= 1" in message and "got 0" in message
     assert not out.exists()
-
-
-def test_common_main_turns_a_value_error_into_one_line_and_status_2(monkeypatch, capsys):
-    """In-process (the subprocess tests above show the same from the command line): a URL
-    cache root, refused by tfadv.cache, ends the run with one line on stderr, no traceback."""
-    from tfadv import cache
-    monkeypatch.delenv("TFADV_DEBUG", raising=False)
-    monkeypatch.setattr(sys, "argv", ["versatile_defense"])
-
-    def experiment_main(argv):
-        cache.root("gs://bucket/cache")
-
-    with pytest.raises(SystemExit) as exit_info:
-        common.main(experiment_main, "versatile_defense")
-    assert exit_info.value.code == 2
-    err = capsys.readouterr().err
-    lines = [line for line in err.splitlines() if line.strip()]
-    assert lines == [lines[0]] and "Traceback" not in err
-    assert lines[0].startswith("versatile_defense: error: cache folder gs://bucket/cache is a "
-                               "URL; the cache must be a local folder")
-    monkeypatch.setenv("TFADV_DEBUG", "1")  # the traceback, for debugging
-    with pytest.raises(ValueError, match="is a URL"):
-        common.main(experiment_main, "versatile_defense")

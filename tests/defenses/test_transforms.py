@@ -1,19 +1,18 @@
-"""Input-transformation defenses (tfadv.defenses.transforms) and image-quality metrics.
+"""Input-transformation defenses (tfadv.defenses.transforms).
 
 The defense contract every transform is used through (``tfadv.defenses.make``: shape, dtype,
-range, seeds, parameters, input checks) is tested in test_defenses.py; SR in test_sr.py.
+range, seeds, parameters, input checks) is tested in test_defense_contract.py; SR in
+tests/models/test_sr.py; the image-quality metrics in tests/evaluation/test_metrics.py.
 """
 
 import keras
 import numpy as np
 import pytest
-from skimage.metrics import peak_signal_noise_ratio, structural_similarity
 from skimage.restoration import denoise_wavelet
 
 from helpers import noisy, smooth_images
 from tfadv import defenses
 from tfadv.defenses import transforms as T
-from tfadv.evaluation import image_quality, image_quality_summary, ssim_win_size
 from tfadv.models import sr
 
 RANDOM = ("random_resize_pad", "pixel_deflection", "deflect_and_denoise")
@@ -163,45 +162,3 @@ def test_sr_and_denoise_order_and_sizes(sr_model):
     assert back.shape == x.shape and back.dtype == np.float32
     with pytest.raises(ValueError, match="takes 3 channels"):
         T.sr_and_denoise(np.zeros((1, 8, 8, 1), np.float32), sr_model)
-
-
-# --------------------------------------------------------------------------- image quality
-
-@pytest.mark.parametrize("shape", [(3, 32, 32, 3), (3, 8, 8, 1), (2, 5, 6, 3)])
-def test_image_quality_matches_skimage(shape):
-    clean = np.random.default_rng(0).random(shape, dtype=np.float32)
-    x = noisy(clean, 0.05)
-    quality = image_quality(clean, x)
-    assert list(quality.columns) == ["mae", "psnr", "ssim"] and len(quality) == shape[0]
-    win = 7 if min(shape[1:3]) >= 7 else 5
-    assert ssim_win_size(*shape[1:3]) == win
-    for i in range(shape[0]):
-        ref, img = clean[i].astype(np.float64), x[i].astype(np.float64)
-        assert abs(quality.mae[i] - np.mean(np.abs(img - ref))) < 1e-6
-        assert abs(quality.psnr[i] - peak_signal_noise_ratio(ref, img, data_range=1)) < 1e-6
-        ssim = structural_similarity(ref, img, channel_axis=-1, data_range=1, win_size=win)
-        assert abs(quality.ssim[i] - ssim) < 1e-6
-    summary = image_quality_summary(quality)
-    assert summary["identical"] == 0 and summary["images"] == shape[0]
-    assert abs(summary["psnr_mean"] - quality.psnr.mean()) < 1e-9
-
-
-def test_image_quality_identical_images_and_errors():
-    clean = smooth_images(3)
-    x = clean.copy()
-    x[1] = noisy(clean[1:2])[0]
-    quality = image_quality(clean, x)
-    assert quality.psnr[0] == np.inf and quality.mae[0] == 0 and quality.ssim[0] == 1
-    summary = image_quality_summary(quality)
-    assert summary["identical"] == 2 and summary["psnr_mean"] == quality.psnr[1]
-    assert image_quality_summary(image_quality(clean, clean))["psnr_mean"] == np.inf
-    with pytest.raises(ValueError, match="same shape"):
-        image_quality(clean, clean[:2])
-    with pytest.raises(ValueError, match="NaN or Inf"):
-        image_quality(clean, np.full_like(clean, np.nan))
-    with pytest.raises(ValueError, match=r"must lie in \[0, 1\]"):
-        image_quality(clean * 2, clean)
-    with pytest.raises(ValueError, match="rank 4"):
-        image_quality(clean[0], clean[0])
-    with pytest.raises(ValueError, match="at least 3x3"):
-        image_quality(clean[:, :2, :2], clean[:, :2, :2])

@@ -1,6 +1,7 @@
-"""Iterative Linf attacks (BIM, PGD, MI-FGSM) and R+FGSM on the digits model: agreement with
-cleverhans, eps-balls over an eps sweep, seeded randomness, and strength against FGSM. The
-shared contract (shape, dtype, range, no mutation, batching) is in test_attacks.py."""
+"""Iterative Linf attacks (BIM, PGD, MI-FGSM) and R+FGSM (tfadv.attacks.bim, pgd, mifgsm, rfgsm)
+on the digits model: agreement with cleverhans, eps-balls over an eps sweep, seeded randomness,
+and strength against FGSM. The shared contract (shape, dtype, range, no mutation, batching) is
+in test_attack_contract.py."""
 
 from __future__ import annotations
 

@@ -1,20 +1,17 @@
-"""Models (ResNet-18, Inception-v3 wrapper), the fine-tuning schedule, adversarial fine-tuning."""
+"""Classifier architectures (tfadv.models.resnet: ResNet-18; tfadv.models.inception: the
+Inception-v3 wrapper) and tfadv.models.load's missing-file error. Save/load round trips and
+cached training are in test_train.py."""
 
 from __future__ import annotations
 
 import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
-from helpers import trained_digits_model
-from tfadv import attacks, models
+from tfadv import models
 from tfadv.attacks import validation
-from tfadv.defenses import training
-from tfadv.defenses.training import adversarial_finetune
 from tfadv.models.inception import inception_v3
 from tfadv.models.resnet import resnet18
-from tfadv.models.train import SlowStartFastDecay
 
 
 # --------------------------------------------------------------------------- ResNet-18
@@ -88,68 +85,6 @@ def test_inception_v3_missing_weights_file_raises(tmp_path):
     with pytest.raises(ValueError, match="weights file not found"):
         inception_v3(weights=str(tmp_path / "missing.weights.h5"), num_classes=10,
                      image_size=75)
-
-
-# --------------------------------------------------------------------------- schedule
-
-def test_slow_start_fast_decay_shape():
-    peak, total = 1e-3, 100
-    schedule = SlowStartFastDecay(peak, total)
-    lrs = np.array([float(schedule(step)) for step in range(total)])
-    top = int(np.argmax(lrs))
-    assert lrs[0] < 0.02 * peak                      # starts near 0 (but already moves)
-    assert lrs[0] > 0
-    assert top == 59                                 # the 60th of 100 steps: 60%
-    assert lrs[top] == pytest.approx(peak, rel=1e-5)
-    assert lrs[-1] < 0.02 * peak                     # ends near 0
-    assert np.all(np.diff(lrs[:top + 1]) > 0)        # strictly up ...
-    assert np.all(np.diff(lrs[top:]) < 0)            # ... then strictly down
-    # Falls 1.5x faster than it rose (40% of the steps vs 60%).
-    rise, fall = np.diff(lrs[:top + 1]).mean(), -np.diff(lrs[top:]).mean()
-    assert fall / rise == pytest.approx(1.5, rel=0.05)
-    # Serialisable: rebuilt from its config it gives the same rates.
-    again = SlowStartFastDecay(**schedule.get_config())
-    assert float(again(30)) == pytest.approx(float(schedule(30)))
-
-
-# --------------------------------------------------------------------------- fine-tuning
-
-def _weights(model):
-    return [np.array(w, copy=True) for w in model.get_weights()]
-
-
-def test_adversarial_finetune_returns_trained_copy_and_leaves_original():
-    trained = trained_digits_model()
-    model = trained.model
-    x, y = trained.train.images[:100], trained.train.labels[:100]
-    x_adv = attacks.make("fgsm", eps=0.1)(model, x, y)
-    before = _weights(model)
-    logits_before = np.asarray(model(tf.constant(x_adv), training=False))
-    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
-
-    tuned = adversarial_finetune(model, x_adv, y, epochs=3, batch_size=20, peak_lr=1e-3)
-
-    assert tuned is not model
-    assert all(a is not b for a, b in zip(tuned.weights, model.weights))
-    for w_before, w_now in zip(before, model.get_weights()):  # the original is untouched
-        np.testing.assert_array_equal(w_now, w_before)
-    np.testing.assert_array_equal(np.asarray(model(tf.constant(x_adv), training=False)),
-                                  logits_before)
-    changed = [not np.array_equal(a, b) for a, b in zip(before, tuned.get_weights())]
-    assert all(changed)                                          # every weight was trained
-    # It trained on the adversarial images with their true labels: their loss went down.
-    assert float(loss(y, tuned(x_adv, training=False))) < float(loss(y, logits_before))
-
-
-def test_training_defenses_registry():
-    assert training.TRAINING["adversarial_finetune"] is adversarial_finetune
-
-
-def test_adversarial_finetune_rejects_batch_size_not_dividing_images():
-    trained = trained_digits_model()
-    x, y = trained.train.images[:50], trained.train.labels[:50]
-    with pytest.raises(ValueError, match="batch"):
-        adversarial_finetune(trained.model, x, y, batch_size=20)
 
 
 def test_inception_v3_resizes_other_input_sizes_inside():

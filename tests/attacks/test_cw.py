@@ -1,9 +1,9 @@
-"""Carlini & Wagner L2 / Linf / L0 on the digits model: success (untargeted and targeted),
-perturbations no larger than a naive baseline's in each attack's own norm, near-minimality,
-L0's exactly unchanged pixels, Linf's tau, batch independence, images already adversarial,
-bad parameters, and cross-checks against Foolbox 3.3.4's L2CarliniWagnerAttack and (slow)
-ART 1.20.1's CarliniLInfMethod. The shared contract (shape, dtype, range, no mutation,
-tensor input, empty batch) is in test_attacks.py."""
+"""Carlini & Wagner L2 / Linf / L0 (tfadv.attacks.cw, cw_linf, cw_l0) on the digits model:
+success (untargeted and targeted), perturbations no larger than a naive baseline's in each
+attack's own norm, near-minimality, L0's exactly unchanged pixels, Linf's tau, batch
+independence, images already adversarial, bad parameters, and cross-checks against Foolbox
+3.3.4's L2CarliniWagnerAttack and (slow) ART 1.20.1's CarliniLInfMethod. The shared contract
+(shape, dtype, range, no mutation, tensor input, empty batch) is in test_attack_contract.py."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""DeepFool on the digits model: success and small L2, one step against a plain NumPy
-reference, images already misclassified, untargeted only, bad parameters, and a cross-check
-against Foolbox 3.3.4's L2DeepFoolAttack. The shared contract (shape, dtype, range, no
-mutation, batching) is in test_attacks.py."""
+"""DeepFool (tfadv.attacks.deepfool) on the digits model: success and small L2, one step against
+a plain NumPy reference, images already misclassified, untargeted only, bad parameters, and a
+cross-check against Foolbox 3.3.4's L2DeepFoolAttack. The shared contract (shape, dtype, range,
+no mutation, batching) is in test_attack_contract.py."""
 
 from __future__ import annotations
 
