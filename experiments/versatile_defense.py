@@ -199,19 +199,19 @@ def main(argv):
     from tfadv.defenses.purifier import schedule_text
     from tfadv.models import zoo
     logging.set_verbosity(logging.WARNING)  # not TF's per-checkpoint INFO lines
-    picked, reason = common.pick_preset(
-        "paper", "quick", "the paper preset needs one (seven 256x256 purifiers); quick runs "
-        "offline on a CPU in minutes; for CIFAR-10 on a CPU use --preset=cifar --data=PATH")
-    if FLAGS.preset is None:
-        print(f"{EXPERIMENT}: no --preset given: picked '{picked}' because {reason}",
-              flush=True)
+    picked, reason = FLAGS.preset, "--preset"
+    if FLAGS.preset is None:  # probe the devices only when asked to pick
+        picked, reason = common.pick_preset(
+            "paper", "quick", "the paper preset needs one (seven 256x256 purifiers); quick runs "
+            "offline on a CPU in minutes; for CIFAR-10 on a CPU use --preset=cifar --data=PATH")
+        print(f"{EXPERIMENT}: no --preset given: picked '{picked}' because {reason}", flush=True)
     presets = presets_for(FLAGS.data)
     if FLAGS.out is None and FLAGS.steps != "multi":  # beside the paper schedule's results
         FLAGS.out = str(common.PROJECT_ROOT / "results" / EXPERIMENT /
                         f"{FLAGS.preset or picked}-steps_{FLAGS.steps}")
     flags_in = dict(steps=FLAGS.steps, png_roundtrip=FLAGS.png_roundtrip,
                     inception_weights=FLAGS.inception_weights, vgg19_weights=FLAGS.vgg19_weights,
-                    preset_source="--preset" if FLAGS.preset else f"auto: {reason}")
+                    preset_source=reason if FLAGS.preset else f"auto: {reason}")
     if FLAGS.plan:  # nothing to build: resolve and print only
         config = dict(common.resolve_config(presets, EXPERIMENT, picked), **flags_in)
         print(f"{EXPERIMENT}: preset {config['preset']}\n{json.dumps(config, indent=1)}\n"
@@ -255,7 +255,6 @@ def run(config: dict, out: Path, timer=None) -> dict:
     import keras
     import tensorflow as tf
     from tfadv import data, defenses, report
-    from tfadv.attacks.autoattack import ART_DEFAULT_SET_NOTE
     from tfadv.defenses import purifier
     from tfadv.evaluation import accuracy_percent, adversarial, predict
     from tfadv.evaluation.adaptive import table as adaptive_table
@@ -384,8 +383,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
             out, config, table1=table1, table2=table2, histories=histories,
             quality_rows=quality_rows, examples=examples, robustness=robustness,
             adaptive=adaptive, test=test, classifier=classifier, classifier_name=clf.description,
-            perceptual_note=perceptual_info["note"], n_pairs=len(train.labels),
-            schedule_text=purifier.schedule_text(config["epochs"], config["steps"]), autoattack_note=ART_DEFAULT_SET_NOTE)
+            perceptual_note=perceptual_info["note"], n_pairs=len(train.labels))
     timer.seconds["total"] = sum(v for k, v in timer.seconds.items() if k != "total")
     info = versatile.run_record(
         config, timer, classifier=clf, perceptual=perceptual_info, attacks=params,

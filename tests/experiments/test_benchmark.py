@@ -37,11 +37,12 @@ def test_benchmark_jsma_smoke(tmp_path, cache):
 
 def test_benchmark_attacks_smoke(tmp_path, cache):
     """Each attack beside its reference library (cleverhans, ART, Foolbox) on a few images."""
-    # The cheap peers only: ART's C&W L0/Linf and UAP take minutes even on 8 digit images.
+    # The cheap peers only: ART's and Foolbox's C&W take 15-20 s even on 8 digit images (ART's
+    # C&W L0/Linf and UAP minutes); C&W L2 is cross-checked against Foolbox in test_cw.py.
     run_module("experiments.benchmark", "attacks", "--n=8", "--repeats=1", f"--out={tmp_path}",
-               "--only=fgsm,pgd,deepfool,cw_l2,autoattack", cache=cache)
+               "--only=fgsm,pgd,deepfool,autoattack", cache=cache)
     table = pd.read_csv(tmp_path / "benchmark_attacks.csv")
-    assert set(table.attack) == {"fgsm", "pgd", "deepfool", "cw_l2", "autoattack"}
+    assert set(table.attack) == {"fgsm", "pgd", "deepfool", "autoattack"}
     assert (table.groupby("attack").size() >= 2).all()  # ours and at least one peer
     assert table.success_rate.between(0, 1).all() and (table.seconds > 0).all()
     # Our cleverhans wrappers compute the same attacks as cleverhans itself.

@@ -41,6 +41,7 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import checks
+from tfadv.batching import map_batches
 from tfadv.models.perceptual import perceptual_loss
 from tfadv.models.train import restore_checkpoint, resume_log
 
@@ -280,7 +281,8 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
                 "steps": steps, "learning_rate": learning_rate, "beta_1": beta_1, "seed": seed,
                 "precision": precision,
                 "perceptual": {k: described[k] for k in ("network", "weights", "layers")}}
-    path = cache.root(cache_dir) / "models" / f"purifier_{name}-{cache.key('purifier', settings)}.keras"
+    key = cache.key("purifier", settings)
+    path = cache.root(cache_dir) / "models" / f"purifier_{name}-{key}.keras"
     info_path = path.with_suffix(".json")
     if path.exists():
         history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
@@ -308,13 +310,10 @@ def purify(generator: keras.Model, x: np.ndarray, *, batch_size: int = 64) -> np
     Inference mode: BatchNorm uses its moving statistics and dropout is off, so the same
     image always gives the same output (pix2pix's test-time dropout noise is left out).
     """
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be at least 1, got {batch_size}")
+    batch_size = checks.integer("batch_size", batch_size, 1)
     x = checks.images(x, "purify input", shape=generator.input_shape[1:], copy=False)
-    out = np.empty(x.shape, np.float32)
-    for start in range(0, len(x), batch_size):
-        batch = tf.constant(x[start:start + batch_size])
-        out[start:start + batch_size] = generator(batch, training=False).numpy()
+    out = map_batches(lambda part: generator(tf.constant(part), training=False), x,
+                      batch_size=batch_size)
     return np.clip(out, 0.0, 1.0)
 
 

@@ -12,7 +12,11 @@
   in a ``sanity`` column.
 """
 
-from tfadv.evaluation.metrics import (  # noqa: F401 (the public names)
+from tfadv.evaluation.metrics import (
     accuracy, accuracy_percent, attack_metrics, confusion_matrix, image_quality,
     image_quality_summary, perturbation_norms, predict, predict_logits, run_attack,
     ssim_win_size)
+
+__all__ = ["accuracy", "accuracy_percent", "attack_metrics", "confusion_matrix",
+           "image_quality", "image_quality_summary", "perturbation_norms", "predict",
+           "predict_logits", "run_attack", "ssim_win_size"]

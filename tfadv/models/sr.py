@@ -10,6 +10,7 @@ import tensorflow as tf
 from keras import layers
 
 from tfadv import cache, checks
+from tfadv.batching import map_batches
 from tfadv.data import resize_images
 
 
@@ -121,11 +122,11 @@ def super_resolve(x, sr_model: keras.Model, *, batch_size: int = 64) -> np.ndarr
         raise ValueError(f"the SR model takes {sr_model.input_shape[-1]} channels but the "
                          f"images have {x.shape[-1]}; train it on images like these")
     batch_size = checks.integer("batch_size", batch_size, 1)
-    outs = [np.asarray(sr_model(tf.constant(x[i:i + batch_size]), training=False), np.float32)
-            for i in range(0, len(x), batch_size)]
-    if not outs:
+    if not len(x):
         raise ValueError("super_resolve needs at least one image")
-    return np.clip(np.concatenate(outs), 0.0, 1.0)
+    out = map_batches(lambda part: sr_model(tf.constant(part), training=False), x,
+                      batch_size=batch_size)
+    return np.clip(out, 0.0, 1.0)
 
 
 def train_cached(images, *, epochs: int, batch_size: int, filters: int, blocks: int,

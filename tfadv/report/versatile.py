@@ -99,10 +99,12 @@ def dataset_name(config) -> str:
 def evaluate_rows(classifier, defended: dict, test, rows: dict, *, evaluations, n_quality: int,
                   seed_of):
     """Tables 1-2's accuracy (%) ``acc[(evaluation, row, defense)]`` of every defense on every
-    attacked test set (``rows[row]()`` loads it), Fig 3's quality rows and Fig 5's examples.
-    Random defenses draw ``seed_of(row index, evaluation)``: a fresh draw per row and mode."""
+    attacked test set (``rows[row]()`` loads it), Fig 3's quality rows (each defense but the
+    other rows' attack-specific purifiers, on the first ``n_quality`` images) and Fig 5's
+    examples (the versatile purifier on image ``row index - 1`` of each attack). Random
+    defenses draw ``seed_of(row index, evaluation)``: a fresh draw per row and mode."""
     from tfadv import data
-    from tfadv.evaluation import accuracy_percent
+    from tfadv.evaluation import accuracy_percent, image_quality, image_quality_summary
     acc, quality_rows, examples = {}, [], []
     for r_index, (row, load) in enumerate(rows.items()):
         x_row = load()
@@ -111,36 +113,32 @@ def evaluate_rows(classifier, defended: dict, test, rows: dict, *, evaluations, 
             for name, defense in defended.items():
                 x_def = defense(x_in, seed_of(r_index, evaluation))
                 acc[(evaluation, row, name)] = accuracy_percent(classifier, x_def, test.labels)
-                if evaluation == "tensor":  # Fig 3: the row's own purifier, not the others
-                    record_cell(LABELS[row], "Atk-specific purifier" if name == f"specific_{row}"
-                                else None if name.startswith("specific_") else
-                                DEFENSE_LABELS[name], r_index, name, test, x_row, x_def,
-                                n_quality, quality_rows, examples)
+                if evaluation != "tensor":
+                    continue
+                label = ("Atk-specific purifier" if name == f"specific_{row}" else None
+                         if name.startswith("specific_") else DEFENSE_LABELS[name])
+                if label:
+                    quality_rows.append({
+                        "attack": LABELS[row], "defense": label, "defense_key": name,
+                        **image_quality_summary(image_quality(test.images[:n_quality],
+                                                              x_def[:n_quality])),
+                        "evaluation": "tensor", "attack_saw_defense": False})
+                if name == "versatile" and row != "clean":
+                    k = (r_index - 1) % len(test.labels)
+                    examples.append({"attack": LABELS[row], "clean": test.images[k],
+                                     "adversarial": x_row[k], "purified": x_def[k],
+                                     "label": int(test.labels[k])})
             print(f"  {evaluation} {LABELS[row]:10s} " + " ".join(
                 f"{n}={acc[(evaluation, row, n)]:.1f}" for n in defended), flush=True)
     return acc, quality_rows, examples
 
 
-def record_cell(row, label, r_index, name, test, x_row, x_def, n_quality, quality_rows,
-                examples):
-    """Fig 3's image quality of one (attack, defense) cell (``label`` None: not in Fig 3) and
-    Fig 5's example images (the versatile purifier, image ``r_index - 1`` of each attack)."""
-    from tfadv.evaluation import image_quality, image_quality_summary
-    if label:
-        quality_rows.append({"attack": row, "defense": label, "defense_key": name,
-                             **image_quality_summary(image_quality(test.images[:n_quality],
-                                                                   x_def[:n_quality])),
-                             "evaluation": "tensor", "attack_saw_defense": False})
-    if name == "versatile" and row != "Clean":
-        k = (r_index - 1) % len(test.labels)
-        examples.append({"attack": row, "clean": test.images[k], "adversarial": x_row[k],
-                         "purified": x_def[k], "label": int(test.labels[k])})
-
-
 def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality_rows,
                   examples, robustness, adaptive, test, classifier, classifier_name: str,
-                  perceptual_note: str, n_pairs: int, schedule_text: str, autoattack_note: str) -> None:
+                  perceptual_note: str, n_pairs: int) -> None:
     """Every table and figure of the run under ``out``."""
+    from tfadv.attacks.autoattack import ART_DEFAULT_SET_NOTE
+    from tfadv.defenses.purifier import schedule_text
     from tfadv.evaluation import predict
     n_test = len(test.labels)
     for ex in examples:
@@ -156,7 +154,7 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
         f"Preset {config['preset']}, {n_test} test images (correctly classified: "
         f"{config['test_correct_only']}), {n_pairs} training pairs per purifier, "
         f"{config['epochs']} epochs, {config['steps']}-step loss weights, eps "
-        f"{config['eps'] * 255:.0f}/255. {autoattack_note}.", perceptual_note]
+        f"{config['eps'] * 255:.0f}/255. {ART_DEFAULT_SET_NOTE}.", perceptual_note]
     report.save_table(table1, out, "table1_generalizability", tables.markdown_by_evaluation(
         table1, "Table 1: generalizability of the attack-specific purifiers", notes + [
             "Columns M_X: the purifier trained on attack X only. DeepFool was never seen in "
@@ -180,7 +178,7 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
            "it was at the end of the epoch; logged only, nothing is chosen with it. "
            if monitored else "No recovered_accuracy column: monitor_n is 0 or the purifiers "
            "came from a cache made without it. ")
-        + f"Schedule: {schedule_text}.\n\n"
+        + f"Schedule: {schedule_text(config['epochs'], config['steps'])}.\n\n"
         f"{training.to_markdown(index=False, floatfmt='.4g')}\n\n" + "\n\n".join(notes) + "\n"))
     if monitored:
         figures.plot_purifier_training(training, out / "purifier_training.png", subtitle)
