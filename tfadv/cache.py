@@ -39,13 +39,17 @@ def root(cache_dir: str | os.PathLike | None = None) -> Path:
     return Path(chosen).expanduser()
 
 
+def fingerprint(obj, length: int = 12) -> str:
+    """A short, stable hash of a JSON-able object (dict order does not matter)."""
+    blob = json.dumps(obj, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:length]
+
+
 def key(kind: str, settings: dict) -> str:
     """A 12-hex-digit key of ``settings`` and the code version of ``kind``."""
     if kind not in VERSIONS:
         raise ValueError(f"unknown artifact kind {kind!r}; known: {sorted(VERSIONS)}")
-    blob = json.dumps({"version": VERSIONS[kind], "kind": kind, "settings": settings},
-                      sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:12]
+    return fingerprint({"version": VERSIONS[kind], "kind": kind, "settings": settings})
 
 
 def digest(array: np.ndarray) -> str:

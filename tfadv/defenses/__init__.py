@@ -37,34 +37,29 @@ from typing import NamedTuple
 
 import numpy as np
 
-from tfadv import checks
+from tfadv import cache, checks
 from tfadv.defenses import purifier, transforms
 
 
 class Spec(NamedTuple):
-    fn: object            # fn(x, **params) -> x'
+    fn: object            # fn(x=..., **params) -> x'
     randomized: bool
     differentiable: bool
     description: str
+    defaults: dict = {}   # the registry's defaults where they differ from the function's
 
 
 def _identity(x):
-    return x
-
-
-def _random_resize_pad(x, *, seed, out_size: int | None = None,
-                       scale: float = transforms.XIE_SCALE, pad_value: float = 0.0,
-                       resize_back: bool = True):
-    """:func:`transforms.random_resize_pad`, resized back to x's size by default: a defense
-    returns images of x's shape (``resize_back=False`` keeps Xie et al.'s larger output)."""
-    return transforms.random_resize_pad(x, seed=seed, out_size=out_size, scale=scale,
-                                        pad_value=pad_value, resize_back=resize_back)
+    return checks.images(x, "x")  # a checked float32 copy, as every defense returns
 
 
 NAMES = {
     "none": Spec(_identity, False, True, "No defense (the identity)"),
-    "random_resize_pad": Spec(_random_resize_pad, True, False,
-                              "Random resizing + random zero padding (Xie et al. 2017)"),
+    # resized back by default: a defense returns images of x's shape (resize_back=False
+    # keeps Xie et al.'s larger output)
+    "random_resize_pad": Spec(transforms.random_resize_pad, True, False,
+                              "Random resizing + random zero padding (Xie et al. 2017)",
+                              {"resize_back": True}),
     "pixel_deflection": Spec(transforms.pixel_deflection, True, False,
                              "Pixel deflection: random pixels replaced by random neighbours "
                              "(Prakash et al. 2018)"),
@@ -95,30 +90,17 @@ class Defense:
         self.model = models.get("generator")  # what exact gradients flow through (or None)
         self.params = {**params, **{k: m.name for k, m in models.items()}}
         self.id = model_id or (name if not self.params else
-                               f"{name}-{_short_key(self.params)}")
+                               f"{name}-{cache.fingerprint(self.params, 8)}")
 
     def __call__(self, x, seed: int | None = None) -> np.ndarray:
         kwargs = dict(self._params, **self._models)
         if self.randomized:
             kwargs["seed"] = 0 if seed is None else int(seed)
-        if self._fn is _identity:
-            return checks.images(x, "x")
-        if "generator" in kwargs:  # purify(generator, x, ...)
-            return self._fn(kwargs.pop("generator"), x, **kwargs)
-        if "sr_model" in kwargs:   # sr_and_denoise(x, sr_model, ...)
-            return self._fn(x, kwargs.pop("sr_model"), **kwargs)
-        return self._fn(x, **kwargs)
+        return self._fn(x=x, **kwargs)  # by keyword: purify takes its generator first
 
     def __repr__(self):
         return (f"Defense({self.name!r}, randomized={self.randomized}, "
                 f"differentiable={self.differentiable}, params={self.params})")
-
-
-def _short_key(params: dict) -> str:
-    import hashlib
-    import json
-    return hashlib.sha256(json.dumps(params, sort_keys=True, default=str).encode()
-                          ).hexdigest()[:8]
 
 
 def make(name: str, *, model_id: str | None = None, **params) -> Defense:
@@ -147,4 +129,4 @@ def make(name: str, *, model_id: str | None = None, **params) -> Defense:
                 if p.kind is p.KEYWORD_ONLY and p.default is not p.empty and p.name != "seed"}
     if model_id is None and models:
         model_id = f"{name}-{next(iter(models.values())).name}"
-    return Defense(name, {**defaults, **params}, models, model_id)
+    return Defense(name, {**defaults, **spec.defaults, **params}, models, model_id)

@@ -73,8 +73,9 @@ def evaluate(classifier, classifier_id: str, defense, x, y, *, pgd: dict, gray: 
              "eot_samples": 0, "accuracy": gray_acc}]
     identity = defense.differentiable and defense.model is None
     if identity:  # the classifier alone is the whole system: the gray-box row is adaptive too
-        rows[0].update(_sanity(classifier, defense, x, y, pgd, eot, gray, None, sanity_n,
-                               system_id, cache_dir, log, fresh_seed))
+        rows[0].update(_sanity(classifier, classifier_id, defense, x, y, pgd=pgd, eot=eot,
+                               x_adv=gray, sanity_n=sanity_n, fresh_seed=fresh_seed,
+                               cache_dir=cache_dir, log=log))
         return rows
     generate, method, eot_used = attack_through(classifier, defense, pgd, eot)
     x_adv = cached_generation(f"adaptive-{defense.name}", {
@@ -83,15 +84,17 @@ def evaluate(classifier, classifier_id: str, defense, x, y, *, pgd: dict, gray: 
     accuracy = accuracy_percent(classifier, defense(x_adv, fresh_seed), y)
     row = {"attack_saw_defense": True, "method": method, "eot_samples": eot_used,
            "accuracy": accuracy}
-    row.update(_sanity(classifier, defense, x, y, pgd, eot, x_adv, gray_acc, sanity_n,
-                       system_id, cache_dir, log, fresh_seed))
+    row.update(_sanity(classifier, classifier_id, defense, x, y, pgd=pgd, eot=eot,
+                       x_adv=x_adv, sanity_n=sanity_n, fresh_seed=fresh_seed,
+                       cache_dir=cache_dir, log=log, gray_acc=gray_acc, white_acc=accuracy))
     rows[0]["sanity"] = "see the adaptive row"
     return rows + [row]
 
 
-def _sanity(classifier, defense, x, y, pgd, eot, x_adv, gray_acc, sanity_n, system_id,
-            cache_dir, log, fresh_seed) -> dict:
-    """The sanity columns of one attacked row (see the module docstring)."""
+def _sanity(classifier, classifier_id, defense, x, y, *, pgd, eot, x_adv, sanity_n, fresh_seed,
+            cache_dir, log, gray_acc=None, white_acc=None) -> dict:
+    """The sanity columns of one attacked row (see the module docstring); ``x_adv`` is the
+    row's attacked set, ``gray_acc``/``white_acc`` the transfer and white-box accuracies."""
     n = min(int(sanity_n), len(y))
     if n == 0:
         return {"sanity": "not run (sanity_n = 0)"}
@@ -100,14 +103,15 @@ def _sanity(classifier, defense, x, y, pgd, eot, x_adv, gray_acc, sanity_n, syst
     for check, settings in (("full", pgd),
                             ("half_steps", dict(pgd, nb_iter=max(1, pgd["nb_iter"] // 2))),
                             ("large_eps", dict(pgd, **LARGE_EPS))):
-        if check == "full" and x_adv is not None:
+        if check == "full":
             runs[check] = x_adv[:n]
             continue
         generate, method, eot_used = attack_through(classifier, defense, settings, eot)
         runs[check] = cached_generation(
-            f"sanity-{check}-{defense.name}", {"system": system_id, "pgd": settings,
-                                               "eot": eot_used, "method": method},
-            xs, ys, generate, model_id=system_id.split("+")[0], cache_dir=cache_dir, log=log)
+            f"sanity-{check}-{defense.name}", {"system": f"{classifier_id}+{defense.id}",
+                                               "pgd": settings, "eot": eot_used,
+                                               "method": method},
+            xs, ys, generate, model_id=classifier_id, cache_dir=cache_dir, log=log)
     acc = {k: accuracy_percent(classifier, defense(v, fresh_seed), ys) for k, v in runs.items()}
     slack = 100.0 / n  # one image
     zero, nonfinite = _gradient_check(classifier, defense, xs, ys)
@@ -121,11 +125,9 @@ def _sanity(classifier, defense, x, y, pgd, eot, x_adv, gray_acc, sanity_n, syst
         failed.append(f"NaN/Inf gradients on {nonfinite}/{n} images")
     if zero:
         failed.append(f"zero gradients on {zero}/{n} images")
-    if gray_acc is not None and x_adv is not None:
-        white = accuracy_percent(classifier, defense(x_adv, fresh_seed), y)
-        if gray_acc + 100.0 / len(y) < white:
-            failed.append(f"the transfer attack beat the white-box one ({gray_acc:.0f}% < "
-                          f"{white:.0f}%)")
+    if gray_acc is not None and gray_acc + 100.0 / len(y) < white_acc:
+        failed.append(f"the transfer attack beat the white-box one ({gray_acc:.0f}% < "
+                      f"{white_acc:.0f}%)")
     return {"sanity": "ok" if not failed else "FAIL: " + "; ".join(failed),
             "sanity_images": n, "sanity_half_steps_accuracy": acc["half_steps"],
             "sanity_full_steps_accuracy": acc["full"],
