@@ -97,7 +97,7 @@ def run(config: dict, out: Path) -> dict:
     from tfadv.models import zoo
     from tfadv.models.train import set_precision
 
-    out, timer = Path(out), report.Timer()
+    out, timer = cache.path(out), report.Timer()
     # The preset's global Keras policy (common.start sets it too; a Python caller gets it here).
     config = dict(config, precision=set_precision(config["precision"]))
     root = cache.root(config.get("cache_dir"))

@@ -47,6 +47,7 @@ import numpy as np
 import pandas as pd
 
 from experiments import common
+from tfadv import cache
 
 # Paper 002 Figure 4 (= C&W 2017 Table IV), CIFAR columns: (mean, success %) per case.
 PAPER_CIFAR = {
@@ -109,7 +110,7 @@ def run(config: dict, out: Path) -> dict:
     from tfadv import report
     from tfadv.models.train import set_precision
 
-    out, timer = Path(out), report.Timer()
+    out, timer = cache.path(out), report.Timer()
     config = dict(config, precision=set_precision(config["precision"]))
     with timer("model"):
         model, model_name, x, y = load_model_and_images(config)

@@ -11,10 +11,10 @@ from __future__ import annotations
 import os
 import sys
 from fractions import Fraction
-from pathlib import Path
 
 from absl import flags
 
+from tfadv import cache
 from tfadv.report import PROJECT_ROOT, Timer  # noqa: F401 (experiments use both)
 
 FLAGS = flags.FLAGS
@@ -28,6 +28,12 @@ flags.DEFINE_string("precision", None, "auto | float32 | mixed_bfloat16 | mixed_
 flags.DEFINE_string("cache_dir", None, "cache root for datasets, models and adversarial sets "
                     "(default $TFADV_CACHE, else data/)")
 flags.DEFINE_multi_string("set", [], "override one preset field: --set=key=value (repeatable)")
+# Strings checked by tfadv.distribute (not absl enums): a bad value is then one line and exit
+# status 2, like every other user error.
+flags.DEFINE_string("strategy", "auto", "tf.distribute strategy: auto | tpu | mirrored | "
+                    "multiworker | one_device | cpu (tfadv/distribute.py)")
+flags.DEFINE_integer("cpu_replicas", None, "split the CPU into N >= 2 devices for "
+                     "--strategy=mirrored (or auto): the multi-device path on a CPU")
 
 
 def resolve_config(presets: dict, experiment: str, default_preset: str) -> dict:
@@ -47,17 +53,25 @@ def resolve_config(presets: dict, experiment: str, default_preset: str) -> dict:
         config[key] = _parse_like(value, config[key])
     config["out"] = FLAGS.out or str(PROJECT_ROOT / "results" / experiment / name)
     config["cache_dir"] = FLAGS.cache_dir
+    config["strategy_name"], config["cpu_replicas"] = FLAGS.strategy, FLAGS.cpu_replicas
     return config
 
 
 def start(presets: dict, experiment: str, default_preset: str):
-    """The start of every experiment's main: resolved config (precision set), out dir, timer."""
+    """The start of every experiment's main: resolved config (strategy chosen, precision set),
+    out dir, timer. The experiment gets the strategy back from ``distribute.current()``."""
     config = resolve_config(presets, experiment, default_preset)  # before TensorFlow loads:
-    from tfadv.models.train import set_precision  # a bad flag is reported in a second
+    from tfadv import distribute  # a bad flag is reported in a second
+    # First of all TensorFlow work: a CPU split or hidden GPUs are possible only before
+    # TensorFlow sets up its devices.
+    strategy = distribute.choose(config["strategy_name"], config["cpu_replicas"])
+    config["strategy"] = distribute.describe(strategy)
+    from tfadv.models.train import set_precision
     config["precision"] = set_precision(config["precision"])
     print(f"{experiment}: preset {config['preset']}, data {config['data']}, precision "
-          f"{config['precision']}, out {config['out']}", flush=True)
-    return config, Path(config["out"]), Timer()
+          f"{config['precision']}, strategy {config['strategy']['strategy']} x "
+          f"{config['strategy']['replicas']}, out {config['out']}", flush=True)
+    return config, cache.path(config["out"]), Timer()
 
 
 def _parse_like(value: str, example):
@@ -77,9 +91,11 @@ def _parse_like(value: str, example):
 
 def pick_preset(accelerated: str, cpu: str, why_not: str) -> tuple[str, str]:
     """The preset of a run without ``--preset``, and why: ``accelerated`` when a GPU or TPU is
-    visible, else ``cpu`` (``why_not`` says why the accelerated one is not run on a CPU)."""
-    import tensorflow as tf
-    found = [d.name for kind in ("GPU", "TPU") for d in tf.config.list_physical_devices(kind)]
+    visible (a TPU VM's before TensorFlow initialises it), else ``cpu`` (``why_not`` says why
+    the accelerated one is not run on a CPU). Starts no device: ``start`` may still split the
+    CPU afterwards."""
+    from tfadv import distribute
+    found = distribute.accelerators()
     if found:
         return accelerated, (f"an accelerator is visible ({', '.join(found)}); the {accelerated} "
                              "preset needs its data and weights (README)")

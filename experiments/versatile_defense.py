@@ -23,8 +23,9 @@ prints the resolved settings; ``run(config, out)`` does the same from Python):
 
 Presets: ``paper`` (ImageNet, Inception-v3 from the zoo, 18 training images per class = 18,000
 pairs, 5,000 test images, eps 16/255, 40 steps of 0.01, purifiers at 256x256 with 64
-filters, batch 1, 100 epochs, Adam 2e-4, ImageNet VGG19 perceptual loss; missing data or
-weights stop it at once); ``cifar`` (CIFAR-10, the zoo's cifar10_resnet18_w32, 3,000 pairs,
+filters, 100 epochs, Adam(2e-4 x sqrt(batch), 0.5) on 16 pairs per device (a stated
+deviation from pix2pix's batch 1, which ``--set=batch_size=1`` restores), ImageNet VGG19
+perceptual loss; missing data or weights stop it at once); ``cifar`` (CIFAR-10, the zoo's cifar10_resnet18_w32, 3,000 pairs,
 500 test images, 32x32 purifiers, 12 epochs, the classifier's features as a SUBSTITUTE
 perceptual network, said loudly in every table); ``quick`` (digits, offline, eps 48/255, the
 zoo's digits_tiny_cnn, 600 pairs; with ``--data`` a tiny CNN on 10,000 images); ``smoke``.
@@ -37,7 +38,10 @@ versatile purifier from 83% to 21%; cifar versatile 38.5, attack-specific 40.0 (
 DeepFool restored to 84-98%, the 16/255 Linf attacks only to 3-16%; --steps=constant 57.5).
 
 Runtime (2-core CPU): smoke ~30 s, quick ~3 min (13 s cached), cifar 49 min (+1 h for the
-classifier if not cached), paper: days on one GPU as written. A killed run resumes.
+classifier if not cached), paper: 6.5 h on one H100, projected from counted FLOPs
+(notes/RESULTS.md, "At the paper's scale"). A killed run resumes. ``--strategy`` picks the
+devices (auto: a TPU, several GPUs, one GPU, the CPU; ``mirrored --cpu_replicas=2`` tests
+the multi-device path on a CPU).
 """
 
 from __future__ import annotations
@@ -48,6 +52,7 @@ from pathlib import Path
 from absl import flags
 
 from experiments import common
+from tfadv import cache
 from tfadv.report.versatile import DEFENSE_LABELS, LABELS, ROWS, TRAIN_ATTACKS, build_tables
 
 flags.DEFINE_enum("steps", "multi", ["multi", "single", "constant"],
@@ -91,12 +96,24 @@ _PAPER = dict(
     aa_square_max_iter=5000, aa_square_restarts=5,
     deepfool_max_iter=50, deepfool_overshoot=0.02,
     attack_batch_size=32, shard_size=250,
-    # purifiers (paper 2.2, 3.2; pix2pix): U-Net + PatchGAN, Adam(2e-4, 0.5), batch 1
-    base_filters=64, batch_size=1, epochs=100, learning_rate=2e-4, beta_1=0.5,
-    perceptual="vgg19",
-    # baselines: the x2 SR network trained by the suite (0 images: the purifier's training
-    # images); EOT draws of the random defenses in the adaptive attack
-    sr_images=0, sr_epochs=10, sr_batch_size=16, sr_filters=64, sr_blocks=4,
+    # at 5,000 test images of 256x256: attacked test sets stored in float16 (half the disk;
+    # the training sets always are) and defended 1,000 images at a time (host RAM)
+    test_dtype="float16", eval_chunk=1000,
+    # purifiers (paper 2.2, 3.2; pix2pix): U-Net + PatchGAN, Adam(2e-4, 0.5), batch 1.
+    # Deviation (run.json "purifier_batch"): batch_size 0 = batch_per_replica images on each
+    # replica (16 fill an H100 at 256x256; pix2pix's batch 1 leaves it ~95% idle), with the
+    # learning rate scaled by sqrt(global batch / 1) (lr_scaling "sqrt": 2e-4 at batch 1,
+    # 8e-4 at 16); --set=batch_size=1 restores pix2pix's batch 1 and 2e-4 exactly.
+    base_filters=64, batch_size=0, batch_per_replica=16, lr_scaling="sqrt", epochs=100,
+    learning_rate=2e-4, beta_1=0.5, perceptual="vgg19",
+    # how the training step runs (not what it learns): updates per compiled call, XLA (a
+    # TPU's requirement; used on GPUs and TPUs only: on a CPU its kernels are slower), a
+    # checkpoint every this many minutes besides every epoch's end
+    steps_per_call=64, jit_compile=True, checkpoint_minutes=15,
+    # baselines: the x2 SR network trained by the suite on 2,000 of the training images (0:
+    # all, 18 GB of float32 pairs at this size); EOT draws of the random defenses in the
+    # adaptive attack
+    sr_images=2000, sr_epochs=10, sr_batch_size=16, sr_filters=64, sr_blocks=4,
     # Fig 4 (robust_n 0: every test image), Fig 3 (quality_n 0: every test image)
     robust_attacks=["pgd", "mifgsm"], robust_eps=[2 / 255, 5 / 255, 10 / 255],
     robust_iterations=[10, 20, 30, 40, 50, 60, 70, 80, 90, 100], robust_n=0, quality_n=1000,
@@ -120,8 +137,9 @@ _CIFAR = dict(
     cw_binary_search_steps=2, cw_max_iterations=50,
     aa_apgd_max_iter=10, aa_nb_random_init=1, aa_deepfool_max_iter=10,
     aa_square_max_iter=50, aa_square_restarts=1,
-    attack_batch_size=128, shard_size=200,
-    base_filters=32, batch_size=16, epochs=12, learning_rate=1e-3, perceptual="classifier",
+    attack_batch_size=128, shard_size=200, test_dtype="float32", eval_chunk=0,
+    base_filters=32, batch_size=16, lr_scaling="none", epochs=12, learning_rate=1e-3,
+    perceptual="classifier", steps_per_call=32, jit_compile=False,
     sr_images=5000, sr_epochs=5, sr_batch_size=32, sr_filters=32, sr_blocks=4,
     robust_iterations=[10, 25, 50, 100], robust_n=100, quality_n=0,
     adaptive_n=100, adaptive_eot=4, sanity_n=50, monitor_n=500,
@@ -237,9 +255,10 @@ def load_images(config: dict):
     from tfadv import cache, data
     if config["classifier"] == "inception_v3":
         size, seed = config["image_size"], config["seed"]
+        # uint8 (a quarter of float32's memory), converted a batch at a time where used
         return tuple(data.imagenet_subset(config["data"], split, config[per_class],
                                           seed=seed + offset, size=size,
-                                          data_dir=config["data_dir"])
+                                          data_dir=config["data_dir"], dtype="uint8")
                      for split, per_class, offset in (("train", "train_per_class", 1),
                                                       ("test", "test_pool_per_class", 2)))
     root = cache.root(config["cache_dir"])  # decoded datasets are cached too
@@ -248,24 +267,50 @@ def load_images(config: dict):
                  for split in ("train", "test"))
 
 
+def purifier_batch(config: dict, strategy) -> dict:
+    """The purifiers' global batch, learning rate and XLA use under ``strategy`` (run.json
+    "purifier_batch"): ``batch_size`` 0 fills each replica with ``batch_per_replica``
+    images; ``lr_scaling`` "sqrt" scales the learning rate by sqrt(global batch)."""
+    import math
+    from tfadv import distribute
+    replicas = strategy.num_replicas_in_sync
+    batch = config["batch_size"] or config["batch_per_replica"] * replicas
+    if config["lr_scaling"] not in ("none", "sqrt"):
+        raise ValueError(f"lr_scaling must be 'none' or 'sqrt', got {config['lr_scaling']!r}")
+    scale = math.sqrt(batch) if config["lr_scaling"] == "sqrt" else 1.0
+    # XLA is for accelerators: on this CPU its kernels are slower than TensorFlow's own
+    # (benchmark), and it cannot address the logical devices of a split CPU at all
+    on_accelerator = any(kind in d.upper() for d in distribute.describe(strategy)["devices"]
+                         for kind in ("GPU", "TPU"))
+    return {"global": batch, "per_replica": batch / replicas, "replicas": replicas,
+            "learning_rate": config["learning_rate"] * scale,
+            "rule": f"lr = {config['learning_rate']:g} x {'sqrt(batch)' if scale != 1 else '1'}",
+            "pix2pix": batch == 1 and scale == 1.0,
+            "jit_compile": bool(config["jit_compile"]) and on_accelerator}
+
+
 def run(config: dict, out: Path, timer=None) -> dict:
     """The whole experiment for a resolved config (a preset's dict plus ``steps``,
     ``png_roundtrip``, the weights and ``cache_dir``; see ``main``), callable from a notebook;
     writes every output under ``out`` and returns run.json's contents."""
     import keras
     import tensorflow as tf
-    from tfadv import data, defenses, report
+    from tfadv import data, defenses, distribute, report
+    from tfadv.batching import pixels
     from tfadv.defenses import purifier
     from tfadv.evaluation import accuracy_percent, adversarial, predict
     from tfadv.evaluation.adaptive import table as adaptive_table
-    from tfadv.evaluation.robustness import sweep as robustness_sweep
+    from tfadv.evaluation.robustness import cached_correct, sweep as robustness_sweep
     from tfadv.models import perceptual, sr, zoo
     from tfadv.report import versatile
 
     config = {"steps": "multi", "png_roundtrip": False, "inception_weights": "imagenet",
               "vgg19_weights": "imagenet", "cache_dir": None, "preset": "custom",
               "preset_source": "run()", **config}
-    timer, out, seed = timer or report.Timer(), Path(out), config["seed"]
+    timer, out, seed = timer or report.Timer(), cache.path(out), config["seed"]
+    strategy = distribute.choose(config.get("strategy_name", "auto"), config.get("cpu_replicas"))
+    config.setdefault("strategy", distribute.describe(strategy))
+    training = purifier_batch(config, strategy)
     if config["deterministic"]:  # same seed, same numbers (bit for bit on one machine)
         tf.config.experimental.enable_op_determinism()
     keras.utils.set_random_seed(seed)
@@ -287,6 +332,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
             if config["test_correct_only"] else None
         test, short_classes = data.pick_per_class(test_pool, config["test_per_class"],
                                                   seed=seed + 2, prefer=correct)
+        del test_pool, correct  # 15,000 screened images at the paper's scale: 3 GB
     y_test, n_test = test.labels, len(test.labels)
     print(f"classifier: {clf.description}; {len(train.labels)} training pairs per purifier, "
           f"{n_test} test images" + (f" ({short_classes} classes had too few correctly "
@@ -298,11 +344,14 @@ def run(config: dict, out: Path, timer=None) -> dict:
     if perceptual_info["substitute"]:
         print(f"\n*** {perceptual_info['note']} ***\n", flush=True)
 
-    def attacked(split, attack, p, x, y, dtype="float32"):
-        """``attack`` on (x, y), cached in shards (one seed per shard for seeded attacks)."""
+    def attacked(split, attack, p, x, y, dtype="float32", lazy=False):
+        """``attack`` on (x, y), cached in shards (one seed per shard for seeded attacks);
+        ``lazy``: the shards memory-mapped instead of one array in memory."""
+        dtype = config["test_dtype"] if split == "test" else dtype
         return adversarial.adversarial_set(attack, p, classifier, clf.id, x, y, tag=split,
                                            cache_dir=config["cache_dir"], dtype=dtype,
-                                           shard_size=config["shard_size"], log=log["shards"])
+                                           shard_size=config["shard_size"], log=log["shards"],
+                                           lazy=lazy)
 
     # The monitor (beyond the paper): recovered accuracy after every epoch on the first
     # monitor_n attacked test images (copies: a slice keeps a 4 GB set alive in the paper's).
@@ -311,24 +360,27 @@ def run(config: dict, out: Path, timer=None) -> dict:
     for attack in TRAIN_ATTACKS if n_monitor else ():
         with timer("adversarial_test"):
             x_monitor[attack] = attacked("test", attack, params[attack], test.images,
-                                         y_test)[:n_monitor].copy()
+                                         y_test, lazy=True)[:n_monitor]  # a float32 copy
 
     with timer("purifiers"):  # the six attack-specific purifiers and the versatile one
         purifiers, paths, histories = purifier.train_versatile(
             TRAIN_ATTACKS, lambda a: attacked("train", a, params[a], train.images, train.labels,
-                                              "float16"),
+                                              "float16", lazy=True),
             train.images, assign, monitor_sets=x_monitor, log=log, monitor_of=lambda xs: (
                 lambda g: {"recovered_accuracy": accuracy_percent(
                     classifier, purifier.purify(g, xs), y_test[:len(xs)])}),
             features=features, cache_dir=config["cache_dir"],
-            base_filters=config["base_filters"], batch_size=config["batch_size"],
+            base_filters=config["base_filters"], batch_size=training["global"],
             epochs=config["epochs"], steps=config["steps"],
-            learning_rate=config["learning_rate"], beta_1=config["beta_1"], seed=seed,
-            precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"))
+            learning_rate=training["learning_rate"], beta_1=config["beta_1"], seed=seed,
+            precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"),
+            strategy=strategy, steps_per_call=config["steps_per_call"],
+            jit_compile=training["jit_compile"],
+            checkpoint_minutes=config["checkpoint_minutes"])
     del x_monitor
     with timer("sr_network"):
-        sr_images = train.images if not config["sr_images"] else data.subset(
-            train_full, n=min(config["sr_images"], len(train_full.labels)), seed=seed + 5).images
+        sr_images = pixels(train.images if not config["sr_images"] else data.subset(
+            train_full, n=min(config["sr_images"], len(train_full.labels)), seed=seed + 5).images)
         sr_model, sr_path, sr_trained = sr.train_cached(
             sr_images, epochs=config["sr_epochs"], batch_size=config["sr_batch_size"],
             filters=config["sr_filters"], blocks=config["sr_blocks"], seed=seed,
@@ -351,26 +403,30 @@ def run(config: dict, out: Path, timer=None) -> dict:
         acc, quality_rows, examples = versatile.evaluate_rows(
             classifier, defended, test, {row: (lambda row=row: test.images if row == "clean" else
                                                attacked("test", row, params[row], test.images,
-                                                        y_test)) for row in ROWS},
-            evaluations=evaluations, n_quality=n_quality,
+                                                        y_test, lazy=bool(config["eval_chunk"])))
+                                         for row in ROWS},
+            evaluations=evaluations, n_quality=n_quality, chunk=config["eval_chunk"],
             # the random defenses' seed: a fresh draw per row and mode
             seed_of=lambda r_index, evaluation: seed * 10_000 + 100 * (evaluation == "png")
             + r_index)
     with timer("robustness"):  # Fig 4: no defense, versatile, the attack's own purifier
         n = min(config["robust_n"] or n_test, n_test)
         robustness = robustness_sweep(
-            classifier, attacked, test.images[:n], y_test[:n], eps_values=config["robust_eps"],
+            classifier, test.images[:n], y_test[:n], eps_values=config["robust_eps"],
             attacks={a: (LABELS[a], params[a]) for a in config["robust_attacks"]},
             iterations=config["robust_iterations"], max_eps_iter=config["eps_iter"],
             defenses_for=lambda a: {DEFENSE_LABELS["none"]: defended["none"],
                                     DEFENSE_LABELS["versatile"]: defended["versatile"],
-                                    "Atk-specific purifier": defended[f"specific_{a}"]})
+                                    "Atk-specific purifier": defended[f"specific_{a}"]},
+            correct=cached_correct(classifier, clf.id, test.images[:n], y_test[:n],
+                                   cache_dir=config["cache_dir"],
+                                   shard_size=config["shard_size"], log=log["shards"]))
     with timer("adaptive"):  # beyond the paper: gray-box PGD beside PGD that sees the defense
         n = min(config["adaptive_n"], n_test)
         pgd = dict(params["pgd"], nb_iter=config["adaptive_nb_iter"])
         adaptive = adaptive_table(
             classifier, clf.id, {k: (DEFENSE_LABELS[k], defended[k]) for k in ADAPTIVE_DEFENSES},
-            test.images[:n], y_test[:n], pgd=pgd,
+            pixels(test.images[:n]), y_test[:n], pgd=pgd,
             gray=attacked("adaptive", "pgd", pgd, test.images[:n], y_test[:n]),
             eot=config["adaptive_eot"], fresh_seed=seed * 10_000 + 999,
             sanity_n=config["sanity_n"], cache_dir=config["cache_dir"],
@@ -388,7 +444,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
     info = versatile.run_record(
         config, timer, classifier=clf, perceptual=perceptual_info, attacks=params,
         train_labels=train.labels, assign=assign, n_test=n_test, short_classes=short_classes,
-        n_quality=n_quality, paths=paths, histories=histories, defended=defended, log=log)
+        n_quality=n_quality, paths=paths, histories=histories, defended=defended, log=log,
+        purifier_batch=training)
     report.save_json(out / "run.json", info)
     print(f"wrote {out}; timings (s): {timer.summary()}", flush=True)
     return info

@@ -150,3 +150,36 @@ def op_determinism():
     finally:
         if not was_enabled:
             tf_config.disable_op_determinism()
+
+
+# ImageNet-style dry runs: three real wnids (class ids 0, 766, 999), random JPEGs, random
+# Inception-v3 weights that call every image class 999.
+IMAGENET_WNIDS = ("n01440764", "n04111531", "n15075141")
+
+
+def imagenet_folder(root, per_split: dict, size=(20, 16)):
+    """``root/<split>/<wnid>/*.JPEG``: ``per_split[split]`` random images per class."""
+    from PIL import Image
+    rng = np.random.default_rng(0)
+    for split, n in per_split.items():
+        for wnid in IMAGENET_WNIDS:
+            folder = root / split / wnid
+            folder.mkdir(parents=True)
+            for i in range(n):
+                pixels = rng.integers(0, 256, (*size, 3), dtype=np.uint8)
+                Image.fromarray(pixels).save(folder / f"{wnid}_{i}.JPEG")
+    return root
+
+
+def random_inception_weights(path):
+    """keras.applications' Inception-v3 with random weights saved to ``path``, its logits ~ a
+    bias that gives class 999 softmax 0.6 (e^b / (e^b + 999) = 0.6: b = log(1498.5)); the
+    random features add about 1e-3, so the gradients are not zero."""
+    keras.utils.set_random_seed(0)
+    model = keras.applications.InceptionV3(weights=None, classifier_activation=None)
+    kernel, bias = model.get_layer("predictions").get_weights()
+    bias[:] = 0
+    bias[999] = np.log(0.6 * 999 / 0.4)
+    model.get_layer("predictions").set_weights([kernel, bias])
+    model.save_weights(path)
+    return path

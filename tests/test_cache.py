@@ -1,11 +1,16 @@
 """The one cache (tfadv.cache): the root's precedence, keys and code versions, digests,
-atomic writes, cached arrays and resumable shards."""
+atomic writes, cached arrays and resumable shards (whole or lazily read). Remote storage,
+the chief-only rule and the default root of an installed package: tests/test_storage.py."""
 
 import json
+import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from etils import epath
 
 from tfadv import cache
 
@@ -14,6 +19,7 @@ from tfadv import cache
 
 def test_root_precedence_argument_then_environment_then_data(tmp_path, monkeypatch):
     monkeypatch.setenv(cache.ENV, str(tmp_path / "env"))
+    assert isinstance(cache.root(tmp_path / "arg"), epath.Path)
     assert cache.root(tmp_path / "arg") == tmp_path / "arg"
     assert cache.root(str(tmp_path / "arg")) == tmp_path / "arg"
     assert cache.root() == tmp_path / "env"
@@ -33,13 +39,34 @@ def test_tests_never_use_the_checkouts_data_folder():
     assert "tfadv-test-cache-" in str(cache.root()) or cache.root().exists()
 
 
-@pytest.mark.parametrize("url", ["gs://bucket/cache", "s3://b/c", "https://example.com/x"])
-def test_a_url_root_is_refused(url, monkeypatch):
-    with pytest.raises(ValueError, match="is a URL; the cache must be a local folder"):
+def test_a_gs_root_is_a_gfile_path():
+    """No network: only the path object (its I/O goes through tf.io.gfile, tested with
+    ram:// in tests/test_storage.py)."""
+    root = cache.root("gs://bucket/cache")
+    assert isinstance(root, epath.Path) and str(root) == "gs://bucket/cache"
+    shard = root / "adversarial" / "m" / "shard00000.npy"
+    assert str(shard) == "gs://bucket/cache/adversarial/m/shard00000.npy"
+    assert shard.stem == "shard00000" and str(shard.with_suffix(".json")).endswith("0.json")
+    assert str(shard.parent) == "gs://bucket/cache/adversarial/m"
+    assert not cache.is_local(root) and cache.is_local(cache.root("/tmp/x"))
+    assert cache.path(root) == root and str(cache.path(str(root))) == str(root)
+
+
+@pytest.mark.parametrize("url", ["s3://b/c", "https://example.com/x", "ram://x"])
+def test_a_url_the_suite_cannot_write_is_refused(url, monkeypatch):
+    with pytest.raises(ValueError, match="URL of a kind the suite cannot write to.*gs://"):
         cache.root(url)
     monkeypatch.setenv(cache.ENV, url)
     with pytest.raises(ValueError, match=url):
         cache.root()
+
+
+def test_a_url_mangled_by_pathlib_is_refused():
+    """Path("gs://b/c") is the local gs:/b/c: once, runs wrote a local ./gs:/ folder."""
+    with pytest.raises(ValueError, match="went through pathlib.Path"):
+        cache.root(Path("gs://bucket/cache"))
+    with pytest.raises(ValueError, match="gs:/bucket/out"):
+        cache.path(Path("gs://bucket") / "out")
 
 
 # ---------------------------------------------------------------------------- keys
@@ -81,6 +108,19 @@ def test_digest_tells_contents_shape_and_dtype_apart():
     assert empty != cache.digest(np.zeros((0, 4, 4, 1), np.float32))
 
 
+def test_digest_of_shards_is_the_digest_of_the_same_array(tmp_path):
+    """Hashed chunk by chunk, as its float32 rows: lazy or not, the same cache keys."""
+    x = np.random.default_rng(0).random((601, 3, 2, 1), np.float32)  # > 2 chunks of 256
+    lazy = cache.cached_shards(tmp_path / "s", 601, 100, lambda a, b, i: x[a:b], lazy=True)
+    assert cache.digest(lazy) == cache.digest(x)
+    half = cache.cached_shards(tmp_path / "h", 601, 100, lambda a, b, i: x[a:b],
+                               dtype="float16", lazy=True)
+    assert cache.digest(half) == cache.digest(x.astype(np.float16).astype(np.float32))
+    assert cache.digest(half) != cache.digest(x)
+    nothing = cache.cached_shards(tmp_path / "e", 0, 4, lambda *a: 1 / 0, lazy=True)
+    assert cache.digest(nothing) == cache.digest(np.empty((0,), np.float32))
+
+
 # ---------------------------------------------------------------------------- writes
 
 def test_atomic_write_replaces_whole_files(tmp_path):
@@ -93,6 +133,23 @@ def test_atomic_write_replaces_whole_files(tmp_path):
             RuntimeError("killed"))))
     assert target.read_bytes() == b"first"
     assert [p.name for p in target.parent.iterdir()] == ["file.bin"]
+
+
+def test_a_killed_writer_leaves_the_old_file(tmp_path):
+    """SIGKILL in the middle of a write (no exception handler runs): the target keeps its
+    old bytes; only the private temporary file is left."""
+    target = tmp_path / "result.csv"
+    cache.atomic_write(target, lambda f: f.write(b"old"))
+    code = ("import os, signal, sys; from tfadv import cache\n"
+            "def write(f):\n"
+            "    f.write(b'half of the new'); f.flush(); os.kill(os.getpid(), signal.SIGKILL)\n"
+            "cache.atomic_write(sys.argv[1], write)\n")
+    proc = subprocess.run([sys.executable, "-c", code, str(target)], capture_output=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr.decode()
+    assert target.read_bytes() == b"old"
+    left = sorted(p.name for p in tmp_path.iterdir())
+    assert left[-1] == "result.csv" and all(n.startswith(".result.csv.") for n in left[:-1])
+    assert len(left) == 2  # the killed one's temporary file (hidden, never read)
 
 
 def test_write_json_round_trips_and_stringifies_paths(tmp_path):
@@ -127,22 +184,29 @@ def test_cached_shards_compute_once_and_resume(tmp_path):
 
     log = {}
     first = cache.cached_shards(tmp_path / "set", 5, 2, compute, dtype="float16", log=log)
-    assert first.dtype == np.float32 and first.shape == (5, 2)
-    assert first[:, 0].tolist() == [0, 0, 1, 1, 2]
+    assert isinstance(first, np.ndarray) and first.dtype == np.float32
+    assert first.shape == (5, 2) and first[:, 0].tolist() == [0, 0, 1, 1, 2]
     assert calls == [(0, 2, 0), (2, 4, 1), (4, 5, 2)]
     assert len(log["generated"]) == 3 and not log["reused"]
-    with np.load(tmp_path / "set" / "shard00000.npz") as f:
-        assert f["x_adv"].dtype == np.float16  # stored at half the size
-    # a killed run: shard 1 missing, shard 2 corrupt -> only those two are computed again
-    (tmp_path / "set" / "shard00001.npz").unlink()
-    (tmp_path / "set" / "shard00002.npz").write_bytes(b"truncated")
+    assert sorted(p.name for p in (tmp_path / "set").iterdir()) == [
+        "shard00000.npy", "shard00001.npy", "shard00002.npy"]
+    stored = np.load(tmp_path / "set" / "shard00000.npy", mmap_mode="r")
+    assert stored.dtype == np.float16 and stored.shape == (2, 2)  # half the size, mappable
+    # a killed run: shard 1 missing, shard 2 cut short -> only those two are computed again
+    (tmp_path / "set" / "shard00001.npy").unlink()
+    shard2 = tmp_path / "set" / "shard00002.npy"
+    shard2.write_bytes(shard2.read_bytes()[:-2])
     calls.clear()
     log = {}
-    again = cache.cached_shards(tmp_path / "set", 5, 2, compute, log=log)
+    again = cache.cached_shards(tmp_path / "set", 5, 2, compute, dtype="float16", log=log)
     np.testing.assert_array_equal(again, first)
     assert calls == [(2, 4, 1), (4, 5, 2)]
-    assert len(log["reused"]) == 2 and len(log["generated"]) == 1
+    assert len(log["reused"]) == 1 and len(log["generated"]) == 2
     assert not [p for p in (tmp_path / "set").iterdir() if p.suffix == ".tmp"]
+    # shards of another storage dtype are not served (the key covers the dtype anyway)
+    calls.clear()
+    cache.cached_shards(tmp_path / "set", 5, 2, compute, dtype="float32")
+    assert len(calls) == 3
     # a third run computes nothing
     calls.clear()
     np.testing.assert_array_equal(cache.cached_shards(tmp_path / "set", 5, 2, compute), first)
@@ -152,3 +216,77 @@ def test_cached_shards_compute_once_and_resume(tmp_path):
 def test_cached_shards_of_nothing(tmp_path):
     out = cache.cached_shards(tmp_path / "empty", 0, 4, lambda *a: 1 / 0)
     assert out.shape == (0,) and out.dtype == np.float32
+    lazy = cache.cached_shards(tmp_path / "empty", 0, 4, lambda *a: 1 / 0, lazy=True)
+    assert len(lazy) == 0 and lazy.shape == (0,) and lazy.files == []
+    assert list(lazy.chunks(3)) == [] and lazy.rows([]).shape == (0,)
+
+
+def test_old_npz_shards_are_ignored(tmp_path):
+    """The .npz format of adversarial version 2: never read, the set is computed again."""
+    assert cache.VERSIONS["adversarial"] >= 3
+    (tmp_path / "set").mkdir()
+    np.savez(tmp_path / "set" / "shard00000.npz", x_adv=np.zeros((2, 2), np.float32))
+    out = cache.cached_shards(tmp_path / "set", 2, 2, lambda a, b, i: np.ones((b - a, 2)))
+    assert out.tolist() == [[1, 1], [1, 1]]
+
+
+# ---------------------------------------------------------------------------- lazy shards
+
+@pytest.fixture
+def lazy_set(tmp_path):
+    """23 images of 4x3x2 in shards of 5 (the last holds 3), stored as float16."""
+    x = np.random.default_rng(1).random((23, 4, 3, 2), np.float32)
+    shards = cache.cached_shards(tmp_path / "lazy", 23, 5, lambda a, b, i: x[a:b],
+                                 dtype="float16", lazy=True)
+    return x.astype(np.float16), shards
+
+
+def test_lazy_shards_describe_the_set_and_map_the_files(lazy_set, tmp_path):
+    x16, s = lazy_set
+    assert isinstance(s, cache.Shards)
+    assert len(s) == 23 and s.shape == (23, 4, 3, 2) and s.dtype == np.float16
+    assert [p.name for p in s.files] == [f"shard0000{i}.npy" for i in range(5)]
+    assert all(isinstance(p, epath.Path) and p.exists() for p in s.files)
+    assert all(isinstance(part, np.memmap) for part in s._parts)  # mapped, not loaded
+    again = cache.cached_shards(tmp_path / "lazy", 23, 5, lambda *a: 1 / 0, dtype="float16",
+                                lazy=True)  # reused: nothing computed
+    assert all(isinstance(part, np.memmap) for part in again._parts)
+    np.testing.assert_array_equal(np.asarray(again), x16.astype(np.float32))
+
+
+def test_lazy_rows_in_any_order_across_shards(lazy_set):
+    x16, s = lazy_set
+    order = [22, 0, 7, 7, 5, 4, 19, 13]  # shard boundaries, repeats, backwards
+    got = s.rows(order)
+    assert got.dtype == np.float16 and got.shape == (8, 4, 3, 2)
+    np.testing.assert_array_equal(got, x16[order])
+    np.testing.assert_array_equal(s.rows(np.arange(23)[::-1]), x16[::-1])
+    assert s.rows(np.array([], np.int64)).shape == (0, 4, 3, 2)
+    for bad in ([23], [-1], [[1, 2]], [0.5]):
+        with pytest.raises(ValueError, match="row"):
+            s.rows(bad)
+
+
+def test_lazy_slices_and_chunks_are_float32_copies(lazy_set):
+    x16, s = lazy_set
+    for item in (slice(3, 12), slice(None), slice(20, 99), slice(1, 20, 4), slice(-4, None)):
+        got = s[item]
+        assert got.dtype == np.float32
+        np.testing.assert_array_equal(got, x16[item].astype(np.float32))
+    got[:] = 7  # a copy: the stored set is untouched
+    assert (s[-4:] != 7).all()
+    with pytest.raises(ValueError, match="slice"):
+        s[3]
+    chunks = list(s.chunks(10))
+    assert [start for start, _ in chunks] == [0, 10, 20]
+    assert [len(rows) for _, rows in chunks] == [10, 10, 3]
+    np.testing.assert_array_equal(np.concatenate([r for _, r in chunks]), x16.astype(np.float32))
+    with pytest.raises(ValueError, match="chunk size"):
+        list(s.chunks(0))
+
+
+def test_lazy_and_whole_sets_agree(lazy_set, tmp_path):
+    x16, s = lazy_set
+    whole = cache.cached_shards(tmp_path / "lazy", 23, 5, lambda *a: 1 / 0, dtype="float16")
+    np.testing.assert_array_equal(whole, s[:])
+    assert cache.digest(whole) == cache.digest(s)

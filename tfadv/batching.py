@@ -27,10 +27,20 @@ def map_batches(fn, x: np.ndarray, *extra, batch_size: int, out_shape=None,
     return out
 
 
+def pixels(part) -> np.ndarray:
+    """float32 [0, 1] pixels of a batch: uint8 images (how large sets are kept, 4x smaller)
+    are divided by 255 as :func:`tfadv.data.load` does; float images pass unchanged."""
+    part = np.asarray(part)
+    if part.dtype == np.uint8:
+        return part.astype(np.float32) / 255.0
+    return part.astype(np.float32, copy=False)
+
+
 def predict_logits(model, x, batch_size: int = 500) -> np.ndarray:
-    """Logits as float32 numpy, batched (no Keras progress bar, no retracing per size)."""
+    """Logits as float32 numpy, batched (no Keras progress bar, no retracing per size);
+    ``x`` may be uint8 (converted a batch at a time by :func:`pixels`)."""
     import tensorflow as tf
-    return map_batches(lambda part: np.asarray(model(tf.constant(part), training=False),
+    return map_batches(lambda part: np.asarray(model(tf.constant(pixels(part)), training=False),
                                                np.float32),
                        x, batch_size=batch_size,
                        out_shape=(len(x), int(model.output_shape[-1])))

@@ -105,7 +105,8 @@ def test_training_under_mixed_bfloat16():
 
 
 # Resume runs: 8x8 images, 16 pairs, batch 4 -> 4 steps an epoch, 3 epochs (one per phase),
-# a checkpoint every 3 steps; perceptual features from a tiny classifier.
+# compiled calls of 3 steps, each followed by a checkpoint (checkpoint_minutes=0); perceptual
+# features from a tiny classifier.
 SIDE, N, BATCH, EPOCHS, EVERY = 8, 16, 4, 3, 3
 STEPS_PER_EPOCH = N // BATCH
 
@@ -124,7 +125,8 @@ def _resume_run(setup, root, model_seed=0, **kwargs):
     history = purifier.train_purifier(
         noisy, clean, generator=generator, discriminator=discriminator, features=features,
         epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-3, seed=0, ckpt_dir=root / "ckpt",
-        checkpoint_every=EVERY, log_dir=root / "log", verbose=False, **kwargs)
+        steps_per_call=EVERY, checkpoint_minutes=0, log_dir=root / "log", verbose=False,
+        **kwargs)
     return generator, discriminator, history
 
 

@@ -169,7 +169,7 @@ def test_smoke_artifacts_live_in_the_cache_given(smoke_run, cache):
     assert set(files) == {"base", "aft_fgsm", "aft_jsma"}
     for path in files.values():
         assert path.parent == cache.root / "models" and path.is_file(), path
-        sets = list((cache.root / "adversarial" / path.stem).glob("*/shard00000.npz"))
+        sets = list((cache.root / "adversarial" / path.stem).glob("*/shard00000.npy"))
         assert len(sets) == 2 * aft.PRESETS["smoke"]["seeds"] + (2 if path == files["base"]
                                                                  else 0), path
     assert not cache.unused.exists()

@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -64,7 +65,35 @@ def test_benchmark_purifier_smoke(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert "random weights" in proc.stdout
     table = pd.read_csv(tmp_path / "benchmark_purifier.csv")
-    assert len(table) == 4
+    assert len(table) == 6  # the old loop, compiled, compiled + XLA, in two precisions
     assert set(table.precision) == {"float32", "mixed_bfloat16"}
-    assert set(table.perceptual) == {"none", "VGG19 (random weights)"}
-    assert (table.images_per_s > 0).all() and table.paper_preset_hours.isna().all()
+    assert table.loop.str.startswith("loop").sum() == 2 and table.loop.str.contains("XLA").sum() == 2
+    assert (table.images_per_s > 0).all() and (table.achieved_tflops > 0).all()
+    assert (table.gflop_per_step > 0).all()  # counted, the same for every loop of a precision
+    assert (table.groupby("precision").gflop_per_step.nunique() == 1).all()
+    assert (table[table.loop.str.startswith("loop")].speedup_vs_loop == 1).all()
+    assert not (tmp_path / "projection_paper_preset.csv").exists()  # --projection_steps=0
+
+
+def test_paper_budget_counts_every_stage():
+    """The projection's arithmetic: seven purifiers x 100 epochs x 18,000 pairs, then the
+    attacks' gradients (C&W at its bound), in hours at the stated share of the H100's peak."""
+    from experiments import benchmark
+    budget = benchmark.paper_budget(step_flops_per_pair=1e12, gradient_flops=1e10)
+    assert budget.flops.iloc[0] == 7 * 100 * 18_000 * 1e12
+    cw = budget[budget.stage.str.contains("C&W")].flops.iloc[0]
+    assert cw == (18_000 + 5_000) * 5_000 * 1e10
+    fig4 = budget[budget.stage.str.contains("Fig 4")].flops.iloc[0]
+    assert fig4 == 2 * 3 * 550 * 5_000 * 1e10
+    hours = budget.flops / (benchmark.H100_BF16_TFLOPS * 1e12 * benchmark.UTILISATION) / 3600
+    np.testing.assert_allclose(budget.hours_h100_projected, hours)
+
+
+def test_purifier_memory_runs_each_size_and_mode_in_its_own_process(tmp_path):
+    # its sets go to a temporary folder of its own: nothing is cached
+    run_module("experiments.benchmark", "purifier_memory", "--pairs=16", "--size=16",
+               f"--out={tmp_path}")
+    table = pd.read_csv(tmp_path / "benchmark_purifier_memory.csv")
+    assert list(table.pairs) == [16, 64, 16, 64]
+    assert list(table["mode"]) == ["streamed", "streamed", "in_memory", "in_memory"]
+    assert (table.peak_rss_mib >= table.rss_anon_mib).all() and (table.rss_anon_mib > 0).all()

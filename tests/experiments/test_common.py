@@ -63,7 +63,7 @@ def test_common_main_turns_a_value_error_into_one_line_and_status_2(monkeypatch,
     monkeypatch.setattr(sys, "argv", ["versatile_defense"])
 
     def experiment_main(argv):
-        cache.root("gs://bucket/cache")
+        cache.root("s3://bucket/cache")
 
     with pytest.raises(SystemExit) as exit_info:
         common.main(experiment_main, "versatile_defense")
@@ -71,10 +71,10 @@ def test_common_main_turns_a_value_error_into_one_line_and_status_2(monkeypatch,
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if line.strip()]
     assert lines == [lines[0]] and "Traceback" not in err
-    assert lines[0].startswith("versatile_defense: error: cache folder gs://bucket/cache is a "
-                               "URL; the cache must be a local folder")
+    assert lines[0].startswith("versatile_defense: error: s3://bucket/cache is a URL of a "
+                               "kind the suite cannot write to")
     monkeypatch.setenv("TFADV_DEBUG", "1")  # the traceback, for debugging
-    with pytest.raises(ValueError, match="is a URL"):
+    with pytest.raises(ValueError, match="is a URL of a kind"):
         common.main(experiment_main, "versatile_defense")
 
 

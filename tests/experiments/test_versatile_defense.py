@@ -206,6 +206,27 @@ def test_run_json_has_schedule_perceptual_and_provenance(smoke):
     assert "digits_tiny_cnn_smoke" in info["classifier"]["name"]
     assert info["config"]["classifier"] == "digits_tiny_cnn_smoke"
     assert info["cache"]["dir"] == str(smoke["cache"])
+    # one device (no GPU here): the default strategy, the preset's batch and learning rate
+    assert info["config"]["strategy"]["replicas"] == 1
+    assert info["purifier_batch"] == {
+        "global": 10, "per_replica": 10.0, "replicas": 1, "learning_rate": 1e-3,
+        "rule": "lr = 0.001 x 1", "pix2pix": False, "jit_compile": False}
+
+
+def test_smoke_under_two_cpu_replicas_writes_every_output(tmp_path):
+    """The multi-device path (MirroredStrategy over a CPU split in two): synchronized
+    BatchNorm, per-replica dropout, the global batch split in halves; run.json says so."""
+    out = tmp_path / "out"
+    _ok(run_module("--preset=smoke", "--strategy=mirrored", "--cpu_replicas=2",
+                   f"--cache_dir={tmp_path / 'cache'}", f"--out={out}"))
+    assert all((out / name).exists() for name in OUTPUTS)
+    info = json.loads((out / "run.json").read_text())
+    assert info["config"]["strategy"]["strategy"] == "mirrored"
+    assert info["config"]["strategy"]["replicas"] == 2
+    assert info["purifier_batch"]["replicas"] == 2 and info["purifier_batch"]["per_replica"] == 5
+    assert len(info["cache"]["purifiers_trained"]) == 7
+    table2 = pd.read_csv(out / "table2_comparison.csv")
+    assert table2.accuracy.notna().all() and len(table2) == 54
 
 
 def test_second_run_reuses_every_cache(smoke):
@@ -282,7 +303,18 @@ def test_presets_switch_to_rgb_with_data():
         assert vd.PRESETS[preset]["nb_iter"] == 40 and vd.PRESETS[preset]["eps_iter"] == 0.01
     paper = vd.PRESETS["paper"]
     assert (paper["train_per_class"], paper["test_per_class"], paper["image_size"],
-            paper["epochs"], paper["batch_size"]) == (18, 5, 256, 100, 1)
+            paper["epochs"]) == (18, 5, 256, 100)
+    # the stated deviation: 16 pairs per replica, Adam's 2e-4 scaled by sqrt(batch); batch 1
+    # (--set=batch_size=1) is pix2pix's exactly
+    import tensorflow as tf
+    one = tf.distribute.get_strategy()
+    assert vd.purifier_batch(paper, one)["global"] == 16
+    assert vd.purifier_batch(paper, one)["learning_rate"] == pytest.approx(8e-4)
+    assert vd.purifier_batch(dict(paper, batch_size=1), one) == {
+        "global": 1, "per_replica": 1.0, "replicas": 1, "learning_rate": 2e-4,
+        "rule": "lr = 0.0002 x 1", "pix2pix": True, "jit_compile": False}  # no GPU here
+    with pytest.raises(ValueError, match="lr_scaling"):
+        vd.purifier_batch(dict(paper, lr_scaling="linear"), one)
 
 
 # --------------------------------------------------------------------------- user errors

@@ -31,3 +31,40 @@ def test_tables_average_and_matching_specific_column():
             np.mean([acc[("tensor", row, f"specific_{a}")] for a in vd.TRAIN_ATTACKS]))
     md = tables.markdown_by_evaluation(table2, "T2", ["a note"], rv.HOW)
     assert "| PGD" in md and "(86.8)" in md and "a note" in md and "**tensor**" in md
+
+
+def test_evaluate_rows_in_chunks_gives_the_whole_sets_numbers():
+    """Defended 7 images at a time (the paper preset's host-RAM bound) or all at once: the
+    same accuracies, quality rows and Fig 5 examples for deterministic defenses; uint8 test
+    images and lazily read attacked sets are read as float32 pixels."""
+    import pandas as pd
+    from helpers import trained_digits_model
+    from tfadv import cache, defenses, data
+    trained = trained_digits_model()
+    test = data.ImageSet(np.round(trained.test.images[:20] * 255).astype(np.uint8),
+                         trained.test.labels[:20], trained.test.class_names)
+    x = test.images.astype(np.float32) / 255
+    from tfadv.models import pix2pix
+    import keras
+    keras.utils.set_random_seed(0)
+    generator = pix2pix.unet_generator((8, 8, 1), base_filters=4)
+    defended = {"none": defenses.make("none"),
+                "versatile": defenses.make("purifier", generator=generator)}
+    noisy = np.clip(x + 0.2 * (np.arange(x.size).reshape(x.shape) % 2) - 0.1, 0, 1)
+
+    def rows():
+        return {"clean": lambda: test.images,
+                "fgsm": lambda: cache.cached_shards(
+                    __import__("tempfile").mkdtemp(), 20, 6, lambda a, b, i: noisy[a:b],
+                    dtype="float16", lazy=True)}
+
+    results = [rv.evaluate_rows(trained.model, defended, test, rows(), evaluations=("tensor",),
+                                n_quality=10, seed_of=lambda r, e: r, chunk=chunk)
+               for chunk in (0, 7)]
+    (acc0, quality0, examples0), (acc7, quality7, examples7) = results
+    assert acc0 == acc7 and len(acc0) == 4
+    pd.testing.assert_frame_equal(pd.DataFrame(quality0), pd.DataFrame(quality7))
+    assert pd.DataFrame(quality0).images.eq(10).all()
+    assert len(examples0) == len(examples7) == 1
+    for key in ("clean", "adversarial", "purified"):
+        np.testing.assert_array_equal(examples0[0][key], examples7[0][key])

@@ -21,29 +21,31 @@ offline), the last phase's lambda_perc = 1 all but drops the term; this schedule
 what that costs (notes/RESULTS.md, paper 003).
 :func:`schedule_table` lists the phases for any number of epochs.
 
-Training follows :func:`tfadv.models.train.fit`: one compiled step, Adam(2e-4, beta_1 0.5) for
-both networks (pix2pix's), a checkpoint holding everything that changes (both networks, both
-optimizers, the step counter, the dropout RNG states and the running epoch sums), batches in
-an order that is a pure function of (seed, epoch): a run killed at any point and started
-again with the same arguments ends with the same weights as one never interrupted.
+Training follows :func:`tfadv.models.train.fit`: Adam(2e-4, beta_1 0.5) for both networks
+(pix2pix's), a checkpoint holding everything that changes (both networks, both optimizers,
+the step counter, the dropout RNG states and the running epoch sums), batches in an order
+that is a pure function of (seed, epoch): a run killed at any point and started again with
+the same arguments ends with the same weights as one never interrupted. At scale
+(notes/DECISIONS.md, "At the paper's scale"): pairs stream from memory maps through
+``tf.data``; one compiled call runs many steps under a ``tf.distribute`` strategy (the
+global batch split over the replicas, synchronized BatchNorm, dropout per replica), XLA
+optional; a checkpoint resumes under another replica count.
 """
 
 from __future__ import annotations
 
 import json
 import os
-import shutil
 import time
-from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from tfadv import checks
-from tfadv.batching import map_batches
+from tfadv import cache, checks, distribute
+from tfadv.batching import map_batches, pixels
 from tfadv.models.perceptual import perceptual_loss
-from tfadv.models.train import restore_checkpoint, resume_log
+from tfadv.models.train import restore_checkpoint, resume_log, write_log
 
 LAMBDA_PIX = 100.0
 # (share of the epochs, lambda_perc) of the multi-step schedule, paper section 3.2.
@@ -119,16 +121,25 @@ def make_optimizer(learning_rate: float = 2e-4, beta_1: float = 0.5):
 
 
 def make_train_step(generator: keras.Model, discriminator: keras.Model,
-                    features: keras.Model | None, gen_optimizer, disc_optimizer):
-    """One compiled pix2pix update of both networks on a batch (input, target).
+                    features: keras.Model | None, gen_optimizer, disc_optimizer,
+                    replicas: int = 1):
+    """One pix2pix update of both networks on a batch (input, target), as a plain function
+    for ``tf.function`` or ``strategy.run``.
 
     Returns ``step(inputs, targets, lambda_pix, lambda_perc) -> float32 [5]`` losses in the
     order of :data:`LOSS_NAMES`. The lambdas are float32 scalar tensors: a schedule change
     feeds new values without retracing. All losses are float32 whatever the precision policy.
+    ``replicas``: the replicas the global batch is split over. Each replica's loss is its
+    local mean divided by ``replicas``; the optimizer sums the replicas' gradients, so the
+    update is that of the mean over the global batch (the same as one device on the same
+    batch, with synchronized BatchNorm: :func:`build_networks`).
     """
-    bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
 
-    @tf.function
+    def bce(labels, logits):  # Keras losses divide by the replicas themselves: undone here
+        value = keras_bce(labels, logits)
+        return value * replicas if replicas > 1 else value
+
     def step(inputs, targets, lambda_pix, lambda_perc):
         with tf.GradientTape() as gen_tape, tf.GradientTape() as disc_tape:
             fake = generator(inputs, training=True)
@@ -141,8 +152,12 @@ def make_train_step(generator: keras.Model, discriminator: keras.Model,
             gen_total = gen_gan + lambda_pix * gen_l1 + lambda_perc * gen_perc
             disc_loss = (bce(tf.ones_like(real_logits), real_logits)
                          + bce(tf.zeros_like(fake_logits), fake_logits))
-            gen_scaled = gen_optimizer.scale_loss(gen_total)  # the identity unless float16
-            disc_scaled = disc_optimizer.scale_loss(disc_loss)
+            if replicas > 1:  # one device: no division, the exact single-device numbers
+                gen_share, disc_share = gen_total / replicas, disc_loss / replicas
+            else:
+                gen_share, disc_share = gen_total, disc_loss
+            gen_scaled = gen_optimizer.scale_loss(gen_share)  # the identity unless float16
+            disc_scaled = disc_optimizer.scale_loss(disc_share)
         gen_vars, disc_vars = generator.trainable_variables, discriminator.trainable_variables
         gen_optimizer.apply_gradients(zip(gen_tape.gradient(gen_scaled, gen_vars), gen_vars))
         disc_optimizer.apply_gradients(zip(disc_tape.gradient(disc_scaled, disc_vars),
@@ -152,44 +167,160 @@ def make_train_step(generator: keras.Model, discriminator: keras.Model,
     return step
 
 
-def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.Model,
-                   discriminator: keras.Model, features: keras.Model | None, epochs: int,
-                   steps: str = "multi", batch_size: int = 1, learning_rate: float = 2e-4,
-                   beta_1: float = 0.5, seed: int = 0,
-                   ckpt_dir: str | os.PathLike | None = None, checkpoint_every: int = 100,
-                   log_dir: str | os.PathLike | None = None, verbose: bool = True,
-                   stop_after_steps: int | None = None, monitor=None) -> list[dict]:
-    """Trains ``generator`` to map ``x_adv[i]`` to ``x_clean[i]`` (pix2pix + perceptual loss,
-    loss weights from :func:`loss_weights`); returns one record per epoch.
+def build_networks(shape, *, base_filters: int, name: str, strategy=None):
+    """The generator and discriminator of a purifier, built in ``strategy``'s scope.
 
-    Images: float32 NHWC in [0, 1] of the generator's input shape, paired by index. Batch
-    size 1 is pix2pix's (and the TF tutorial's). ``features=None`` trains without the
-    perceptual term. ``ckpt_dir`` makes the run resumable (checkpoint at every epoch's end
-    and every ``checkpoint_every`` steps); ``log_dir`` gets ``train_log.jsonl``.
-    ``stop_after_steps`` ends the call early after that many global steps, as if the process
-    were killed (tests, time limits). ``monitor(generator) -> dict`` is called after every
-    epoch and its numbers join the epoch's record (e.g. the accuracy the purifier recovers on
-    held-out attacked images); it must not change the generator. Log records count epochs
-    from 1 (completed epochs, as ``fit``); the schedule's epoch index is 0-based as in the
-    paper.
+    With more than one replica, BatchNorm is synchronized across replicas so that a global
+    batch is normalised as one batch: the same update on 1, 2 or 8 devices (and a checkpoint
+    resumes under another replica count). One replica keeps Keras' plain BatchNorm (the
+    exact numbers of the single-device code).
     """
-    shape = tuple(generator.input_shape[1:])
-    x_adv = checks.images(x_adv, "x_adv", shape=shape, copy=False)
-    x_clean = checks.images(x_clean, "x_clean", shape=shape, copy=False)
+    from tfadv.models import pix2pix
+    strategy = strategy or tf.distribute.get_strategy()
+    synced = strategy.num_replicas_in_sync > 1
+    with strategy.scope():
+        generator = pix2pix.unet_generator(shape, base_filters=base_filters, name=name,
+                                           synchronized=synced)
+        discriminator = pix2pix.patchgan_discriminator(shape, base_filters=base_filters,
+                                                       synchronized=synced)
+    return generator, discriminator
+
+
+class Float32Rows:
+    """Image i of ``sources[choice[i]]`` (of the one source without ``choice``) as float32,
+    read a few rows at a time: e.g. the versatile purifier's inputs (each image attacked by
+    one of the attacks) from the attacks' own float16 shard sets, never copied whole.
+    Sources are arrays, memory maps or lazily read shard sets (:class:`tfadv.cache.Shards`);
+    :func:`tfadv.cache.digest` of it equals that of the float32 array it stands for."""
+
+    def __init__(self, sources, choice=None):
+        self.sources = list(sources)
+        self.choice = np.zeros(len(self.sources[0]), np.int64) if choice is None else \
+            np.asarray(choice)
+        n = {len(s) for s in self.sources} | {len(self.choice)}
+        if len(n) != 1:
+            raise ValueError(f"Float32Rows: sources and choice differ in length: {sorted(n)}")
+        self.shape = (len(self.choice), *self.sources[0].shape[1:])
+        self.dtype = np.dtype(np.float32)
+
+    def __len__(self):
+        return len(self.choice)
+
+    def rows(self, idx) -> np.ndarray:
+        idx = np.asarray(idx)
+        out = np.empty((len(idx), *self.shape[1:]), np.float32)
+        for k, source in enumerate(self.sources):
+            mine = self.choice[idx] == k
+            if mine.any():
+                out[mine] = rows(source, idx[mine])
+        return out
+
+
+def rows(source, idx) -> np.ndarray:
+    """Rows ``idx`` of an array, memory map, shard set or :class:`Float32Rows` as float32
+    [0, 1] pixels (uint8 images are divided by 255, as :func:`tfadv.data.load` does)."""
+    return pixels(source.rows(idx) if hasattr(source, "rows") else source[idx])
+
+
+def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
+    """The batches of an epoch, (steps, batch_size) pair indices: a permutation that is a pure
+    function of (seed, epoch), cut into global batches (the tail that does not fill one is
+    left out), each sorted (file order reads memory maps faster)."""
+    steps = n // batch_size
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    return np.sort(order[:steps * batch_size].reshape(steps, batch_size), 1)
+
+
+def _pair_dataset(x_adv, x_clean, batches: np.ndarray, strategy):
+    """``batches`` (rows of pair indices, one global batch each) as a distributed dataset of
+    (input, target) float32 pairs: each batch read from memory maps on the host by a worker
+    thread while the device trains (prefetch), then split over the replicas. One dataset
+    (and one compiled loop) for the whole run: a new iterator per epoch would retrace."""
+    batch_size, shape = batches.shape[1], tuple(x_adv.shape[1:])
+
+    def read(idx):
+        return rows(x_adv, idx), rows(x_clean, idx)
+
+    def shaped(x, y):
+        x.set_shape((batch_size, *shape))
+        y.set_shape((batch_size, *shape))
+        return x, y
+
+    ds = tf.data.Dataset.from_tensor_slices(batches).map(
+        lambda idx: tf.numpy_function(read, [idx], (tf.float32, tf.float32), stateful=False)
+    ).map(shaped).prefetch(2)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = \
+        tf.data.experimental.AutoShardPolicy.DATA  # workers split each global batch
+    ds = ds.with_options(options)
+    return iter(strategy.experimental_distribute_dataset(ds))
+
+
+def _check_pairs(x_adv, x_clean, shape):
+    for name, x in (("x_adv", x_adv), ("x_clean", x_clean)):
+        if tuple(x.shape[1:]) != tuple(shape):
+            raise ValueError(f"{name}: images of shape {tuple(x.shape[1:])} do not fit the "
+                             f"generator's input {tuple(shape)}; resize them first")
+        if not hasattr(x, "rows"):  # arrays: values checked here; shard sets were when written
+            checks.images(x[:256] if x.dtype != np.uint8 else x[:0].astype(np.float32),
+                          name, shape=shape, copy=False)
     if len(x_adv) != len(x_clean):
         raise ValueError(f"x_adv and x_clean are pairs: got {len(x_adv)} and {len(x_clean)} "
                          "images")
+
+
+def train_purifier(x_adv, x_clean, *, generator: keras.Model,
+                   discriminator: keras.Model, features: keras.Model | None, epochs: int,
+                   steps: str = "multi", batch_size: int = 1, learning_rate: float = 2e-4,
+                   beta_1: float = 0.5, seed: int = 0,
+                   ckpt_dir: str | os.PathLike | None = None, checkpoint_minutes: float = 15.0,
+                   log_dir: str | os.PathLike | None = None, verbose: bool = True,
+                   stop_after_steps: int | None = None, monitor=None, strategy=None,
+                   steps_per_call: int = 32, jit_compile: bool = False) -> list[dict]:
+    """Trains ``generator`` to map ``x_adv[i]`` to ``x_clean[i]`` (pix2pix + perceptual loss,
+    loss weights from :func:`loss_weights`); returns one record per epoch.
+
+    Images of the generator's input shape, paired by index: float32 [0, 1] or uint8 arrays,
+    memory maps, lazily read shard sets or :class:`Float32Rows`; a ``tf.data`` pipeline reads
+    each batch from them, so host memory does not grow with the number of pairs.
+    ``batch_size`` is the global batch (pix2pix's is 1); under ``strategy`` (default: the
+    current one) it is split over the replicas and must be a multiple of their number; the
+    networks and ``features`` must have been built in its scope (:func:`build_networks`).
+    One compiled call runs ``steps_per_call`` updates (``jit_compile``: through XLA, as a
+    TPU needs) and reads the losses once. ``features=None`` trains without the perceptual term.
+
+    ``ckpt_dir`` makes the run resumable: a checkpoint at every epoch's end and after any
+    call that ends ``checkpoint_minutes`` after the last one; it may be restored under
+    another replica count (the position is the global step, the batches a pure function of
+    (seed, epoch)). ``log_dir`` gets ``train_log.jsonl``. ``stop_after_steps`` ends the call
+    early after that many global steps, as if the process were killed (tests, time limits).
+    ``monitor(generator) -> dict`` is called after every epoch and its numbers join the
+    epoch's record; it must not change the generator. Log records count epochs from 1; the
+    schedule's epoch index is 0-based as in the paper.
+    """
+    strategy = strategy or tf.distribute.get_strategy()
+    replicas = strategy.num_replicas_in_sync
+    shape = tuple(generator.input_shape[1:])
+    _check_pairs(x_adv, x_clean, shape)
     _check_schedule(epochs, steps)
+    batch_size = checks.integer("batch_size", batch_size, 1)
+    steps_per_call = checks.integer("steps_per_call", steps_per_call, 1)
+    if batch_size % replicas:
+        raise ValueError(f"batch_size {batch_size} is the global batch: it must be a multiple "
+                         f"of the {replicas} replicas (e.g. {replicas * max(1, batch_size // replicas)})")
     n = len(x_adv)
     steps_per_epoch = n // batch_size
     if steps_per_epoch == 0:
         raise ValueError(f"{n} training pairs are fewer than one batch of {batch_size}")
-    gen_optimizer = make_optimizer(learning_rate, beta_1)
-    disc_optimizer = make_optimizer(learning_rate, beta_1)
-    gen_optimizer.build(generator.trainable_variables)
-    disc_optimizer.build(discriminator.trainable_variables)
-    step = tf.Variable(0, dtype=tf.int64, name="step")
-    running = tf.Variable(tf.zeros(len(LOSS_NAMES) + 1, tf.float64), name="running")  # + count
+    with strategy.scope():
+        gen_optimizer = make_optimizer(learning_rate, beta_1)
+        disc_optimizer = make_optimizer(learning_rate, beta_1)
+        gen_optimizer.build(generator.trainable_variables)
+        disc_optimizer.build(discriminator.trainable_variables)
+        step = tf.Variable(0, dtype=tf.int64, name="step")
+        # float32 (a TPU has no float64): per-epoch sums of means of order 1-100 over at most
+        # ~10^5 steps keep ~3 significant digits more than the log prints
+        running = tf.Variable(tf.zeros(len(LOSS_NAMES) + 1, tf.float32), name="running")
     manager = None
     if ckpt_dir is not None:
         manager = restore_checkpoint(tf.train.Checkpoint(
@@ -197,44 +328,57 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
             disc_optimizer=disc_optimizer, step=step, running=running,
             rng=_seed_states(generator) + _seed_states(discriminator)), ckpt_dir)
     log_path, history = resume_log(log_dir, int(step.numpy()) // steps_per_epoch)
-    update = make_train_step(generator, discriminator, features, gen_optimizer, disc_optimizer)
+    update = make_train_step(generator, discriminator, features, gen_optimizer, disc_optimizer,
+                             replicas=replicas)
+    replica_step = tf.function(update, jit_compile=True) if jit_compile else update
 
     @tf.function
-    def train_step(inputs, targets, lambda_pix, lambda_perc):
-        losses = update(inputs, targets, lambda_pix, lambda_perc)
-        running.assign_add(tf.concat([tf.cast(losses, tf.float64), [1.0]], 0))
-        step.assign_add(1)
+    def train_steps(iterator, count, lambda_pix, lambda_perc):
+        for _ in tf.range(count):  # one host round trip per call, not per step
+            inputs, targets = next(iterator)
+            losses = strategy.run(replica_step, args=(inputs, targets, lambda_pix, lambda_perc))
+            losses = strategy.reduce(tf.distribute.ReduceOp.MEAN, losses, axis=None)
+            running.assign_add(tf.concat([losses, [1.0]], 0))
+            step.assign_add(1)
 
     if verbose and not int(step.numpy()):
-        print(f"loss weights ({steps}-step): " + "; ".join(
-            f"epochs {p['first_epoch']}-{p['last_epoch']}: lambda_pix={p['lambda_pix']:g}, "
-            f"lambda_perc={p['lambda_perc']:g}" for p in schedule_table(epochs, steps)))
-    for epoch in range(int(step.numpy()) // steps_per_epoch, epochs):
+        print(schedule_text(epochs, steps) + f"; global batch {batch_size} over {replicas} "
+              f"replica(s), {steps_per_call} steps per call", flush=True)
+    last_save, done = time.monotonic(), int(step.numpy())
+    start_epoch = done // steps_per_epoch
+    if start_epoch >= epochs:  # finished before: nothing left to train
+        return history
+    iterator = _pair_dataset(x_adv, x_clean, np.concatenate(
+        [epoch_batches(n, batch_size, seed, epoch) for epoch in range(start_epoch, epochs)]
+    )[done - start_epoch * steps_per_epoch:], strategy)
+    for epoch in range(start_epoch, epochs):
         lambda_pix, lambda_perc = loss_weights(epoch, epochs, steps)
         lambdas = (tf.constant(lambda_pix, tf.float32), tf.constant(lambda_perc, tf.float32))
-        order = np.random.default_rng([seed, epoch]).permutation(n)
-        first = int(step.numpy()) - epoch * steps_per_epoch
+        first = done - epoch * steps_per_epoch
         bar = keras.utils.Progbar(steps_per_epoch, verbose=1 if verbose else 0,
                                   stateful_metrics=list(LOSS_NAMES))
         if verbose:
             print(f"epoch {epoch + 1}/{epochs} (lambda_pix={lambda_pix:g}, "
                   f"lambda_perc={lambda_perc:g})"
                   + (f", resuming at batch {first}" if first else ""))
-        tic = time.time()
-        for b in range(first, steps_per_epoch):
-            # Sorted: the batch's pairs in file order (faster from a memory-mapped array).
-            idx = np.sort(order[b * batch_size:(b + 1) * batch_size])
-            train_step(tf.constant(x_adv[idx]), tf.constant(x_clean[idx]), *lambdas)
-            done = int(step.numpy())
-            last = b + 1 == steps_per_epoch  # checkpointed below, after the epoch's record
-            if manager and not last and done % checkpoint_every == 0:
+        tic, b = time.time(), first
+        while b < steps_per_epoch:
+            count = min(steps_per_call, steps_per_epoch - b)
+            if stop_after_steps is not None:
+                count = max(1, min(count, stop_after_steps - done))
+            train_steps(iterator, tf.constant(count, tf.int32), *lambdas)
+            b, done = b + count, done + count
+            bar.update(b, list(zip(LOSS_NAMES, _means(running))))
+            if b == steps_per_epoch:
+                break  # checkpointed below, after the epoch's record
+            stopping = stop_after_steps is not None and done >= stop_after_steps
+            if manager and (stopping or time.monotonic() - last_save
+                            >= 60 * checkpoint_minutes):
                 manager.save(checkpoint_number=done)
-            bar.update(b + 1, list(zip(LOSS_NAMES, _means(running))))
-            if stop_after_steps is not None and done >= stop_after_steps and not last:
-                if manager:
-                    manager.save(checkpoint_number=done)
+                last_save = time.monotonic()
+            if stopping:
                 return history
-        record = {"epoch": epoch + 1, "step": int(step.numpy()), "lambda_pix": lambda_pix,
+        record = {"epoch": epoch + 1, "step": done, "lambda_pix": lambda_pix,
                   "lambda_perc": lambda_perc, **dict(zip(LOSS_NAMES, _means(running))),
                   "seconds": round(time.time() - tic, 2)}
         if monitor is not None:
@@ -242,24 +386,25 @@ def train_purifier(x_adv: np.ndarray, x_clean: np.ndarray, *, generator: keras.M
         running.assign(tf.zeros_like(running))
         history.append(record)
         if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            write_log(log_path, history)
         if manager:
-            manager.save(checkpoint_number=int(step.numpy()))
+            manager.save(checkpoint_number=done)
+            last_save = time.monotonic()
         if verbose:
             print("  " + ", ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}"
                                    for k, v in record.items()))
-        if stop_after_steps is not None and int(step.numpy()) >= stop_after_steps:
+        if stop_after_steps is not None and done >= stop_after_steps:
             return history
     return history
 
 
-def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id: str,
+def train_cached(name: str, x_adv, x_clean, *, pairs_id: str,
                  features: keras.Model | None, cache_dir: str | os.PathLike | None = None,
                  base_filters: int = 64, batch_size: int = 1, epochs: int = 100,
                  steps: str = "multi", learning_rate: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, precision: str = "float32", verbose: bool = True,
-                 monitor=None):
+                 monitor=None, strategy=None, steps_per_call: int = 32,
+                 jit_compile: bool = False, checkpoint_minutes: float = 15.0):
     """The purifier ``name`` (a pix2pix generator) trained on these pairs once and cached as
     ``<cache root>/models/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and
     history; :mod:`tfadv.cache`);
@@ -271,9 +416,11 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
     ``verbose``: progress bars and per-epoch losses (the start is always printed).
     ``monitor``: as :func:`train_purifier`'s; it only adds to the log, so it is not part of
     the cache key (a purifier loaded from the cache has the history it was trained with).
+    ``strategy``, ``steps_per_call``, ``jit_compile``, ``checkpoint_minutes``: how it is run
+    (:func:`train_purifier`), not what is learnt, so not part of the key either.
     """
     from tfadv import cache, models
-    from tfadv.models import perceptual, pix2pix
+    from tfadv.models import perceptual
     described = perceptual.describe(features)
     settings = {"name": name, "pairs": pairs_id,
                 "shape": list(x_adv.shape[1:]),
@@ -287,21 +434,40 @@ def train_cached(name: str, x_adv: np.ndarray, x_clean: np.ndarray, *, pairs_id:
     if path.exists():
         history = json.loads(info_path.read_text())["history"] if info_path.exists() else []
         return models.load(path), path, history, False
-    print(f"training purifier {name} on {len(x_adv)} pairs ({epochs} epochs, batch "
-          f"{batch_size}, {steps}-step loss weights)", flush=True)
+    strategy = strategy or tf.distribute.get_strategy()
+    print(f"training purifier {name} on {len(x_adv)} pairs ({epochs} epochs, global batch "
+          f"{batch_size} over {strategy.num_replicas_in_sync} replica(s), {steps}-step loss "
+          "weights)", flush=True)
     keras.utils.set_random_seed(seed)
-    shape = tuple(x_adv.shape[1:])
-    generator = pix2pix.unet_generator(shape, base_filters=base_filters, name=f"purifier_{name}")
-    discriminator = pix2pix.patchgan_discriminator(shape, base_filters=base_filters)
+    generator, discriminator = build_networks(tuple(x_adv.shape[1:]), base_filters=base_filters,
+                                              name=f"purifier_{name}", strategy=strategy)
     history = train_purifier(
-        x_adv, x_clean, generator=generator, discriminator=discriminator, features=features,
-        epochs=epochs, steps=steps, batch_size=batch_size, learning_rate=learning_rate,
-        beta_1=beta_1, seed=seed, ckpt_dir=path.with_suffix(".ckpt"),
-        log_dir=path.with_suffix(""), verbose=verbose, monitor=monitor)
+        x_adv, x_clean, generator=generator, discriminator=discriminator,
+        features=in_scope(features, strategy), epochs=epochs, steps=steps,
+        batch_size=batch_size, learning_rate=learning_rate, beta_1=beta_1, seed=seed,
+        ckpt_dir=path.with_suffix(".ckpt"), log_dir=path.with_suffix(""), verbose=verbose,
+        monitor=monitor, strategy=strategy, steps_per_call=steps_per_call,
+        jit_compile=jit_compile, checkpoint_minutes=checkpoint_minutes)
     models.save(generator, path)
     cache.write_json(info_path, {"settings": settings, "history": history})
-    shutil.rmtree(path.with_suffix(".ckpt"), ignore_errors=True)  # the .keras is the cache now
+    checkpoints = path.with_suffix(".ckpt")
+    if distribute.is_chief() and checkpoints.exists():  # the .keras is the cache now
+        checkpoints.rmtree()
     return generator, path, history, True
+
+
+def in_scope(features: keras.Model | None, strategy):
+    """``features`` usable by ``strategy``'s replicas: a frozen copy made in its scope (a
+    TPU or several devices need their own variables), the model itself without a strategy."""
+    if features is None or strategy is tf.distribute.get_strategy():
+        return features
+    with strategy.scope():
+        copy = keras.models.clone_model(features)
+        copy.set_weights(features.get_weights())
+    copy.trainable = False
+    if hasattr(features, "tfadv_description"):
+        copy.tfadv_description = features.tfadv_description
+    return copy
 
 
 def purify(generator: keras.Model, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
@@ -335,7 +501,7 @@ def load(path: str | os.PathLike):
     """The purifier saved at ``path`` (a ``.keras`` generator, loaded with ``safe_mode``) as a
     defense object, ``tfadv.defenses.make("purifier", ...)``, identified by the file's name."""
     from tfadv import defenses, models
-    return defenses.make("purifier", generator=models.load(path), model_id=Path(path).stem)
+    return defenses.make("purifier", generator=models.load(path), model_id=cache.path(path).stem)
 
 
 def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, *,
@@ -370,14 +536,14 @@ def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, 
         made[name] = defenses.make("purifier", generator=generator, model_id=path.stem)
         paths[name], histories[name] = path, history
 
-    x_versatile = np.empty_like(x_clean)
-    for index, attack in enumerate(attacks):
-        x_adv = attacked(attack)
-        x_versatile[assign == index] = x_adv[assign == index]
+    sources = []
+    for attack in attacks:  # float16 shard sets, memory-mapped: nothing copied whole
+        x_adv = Float32Rows([attacked(attack)])
+        sources.append(x_adv.sources[0])
         one(attack, x_adv, f"{attack}:{cache.digest(x_adv)}", monitor_sets.get(attack))
-        del x_adv  # one attacked set alive at a time (14 GB each at the paper's scale)
     n_watch = min((len(v) for v in monitor_sets.values()), default=0)
     x_mixed = np.stack([monitor_sets[attacks[i % len(attacks)]][i] for i in range(n_watch)]) \
         if n_watch else None
+    x_versatile = Float32Rows(sources, assign)  # image i as attacked by attacks[assign[i]]
     one("versatile", x_versatile, f"versatile:{cache.digest(x_versatile)}", x_mixed)
     return made, paths, histories

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
+import tempfile
 from pathlib import Path
 
 import keras
 
 from tfadv import cache
+from tfadv.distribute import is_chief
 from tfadv.models.resnet import ARCHITECTURES, resnet18, tiny_cnn  # noqa: F401
 
 
@@ -20,28 +23,39 @@ def build(architecture: str, num_classes: int, input_shape) -> keras.Model:
 
 
 def save(model: keras.Model, path: str | os.PathLike) -> None:
-    """Saves as ``.keras``, atomically (a killed save leaves the old file or none)."""
-    path = Path(path)
+    """Saves as ``.keras`` to a local path or a ``gs://`` URL, atomically (a killed save leaves
+    the old file or none); a non-chief worker saves nothing (:func:`tfadv.distribute.is_chief`).
+    """
+    path = cache.path(path)
     if path.suffix != ".keras":
         raise ValueError(f"model files end in .keras, got {path}")
-    path.parent.mkdir(parents=True, exist_ok=True)  # e.g. a fresh cache root's models/
-    # Keras insists on the .keras suffix, so write a temporary sibling with it, then rename.
-    tmp = path.with_name(f".{path.stem}.tmp.keras")
-    try:
-        model.save(tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    if not is_chief():
+        return
+    # Keras writes only to a local file named .keras: save in a private temporary folder,
+    # then copy the bytes with the cache's atomic write (local, a mounted Drive or gs://).
+    with tempfile.TemporaryDirectory(prefix="tfadv-model-") as tmp:
+        local = os.path.join(tmp, "model.keras")
+        model.save(local)
+        with open(local, "rb") as saved:
+            cache.atomic_write(path, lambda f: shutil.copyfileobj(saved, f))
 
 
 def load(path: str | os.PathLike) -> keras.Model:
-    """Loads a ``.keras`` model with ``safe_mode=True`` (no arbitrary code from the file)."""
-    path = Path(path)
+    """Loads a ``.keras`` model (a local path or a ``gs://`` URL) with ``safe_mode=True`` (no
+    arbitrary code from the file)."""
+    from tfadv.models import pix2pix  # noqa: F401 (registers the suite's layers for Keras)
+    path = cache.path(path)
     if not path.exists():
         raise ValueError(f"model file not found: {path}. Train it first (the experiment "
                          "does so and caches it) or pass the right path.")
     try:
-        return keras.models.load_model(path, safe_mode=True, compile=False)
+        if cache.is_local(path):
+            return keras.models.load_model(os.fspath(path), safe_mode=True, compile=False)
+        # Keras reads a local file: a private temporary copy of the remote one
+        with tempfile.TemporaryDirectory(prefix="tfadv-model-") as tmp:
+            local = Path(tmp) / "model.keras"
+            local.write_bytes(cache.read_bytes(path))
+            return keras.models.load_model(local, safe_mode=True, compile=False)
     except Exception as err:
         raise ValueError(f"cannot load model {path}: {err}. The file is corrupt or not a "
                          "Keras 3 .keras file: delete it to retrain.") from err

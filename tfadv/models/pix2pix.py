@@ -26,6 +26,7 @@ from __future__ import annotations
 import math
 
 import keras
+import tensorflow as tf
 from keras import layers
 
 # pix2pix initialises every conv from N(0, 0.02).
@@ -50,25 +51,50 @@ def _check_size(input_shape, what: str) -> tuple[int, int, int]:
     return height, width, channels
 
 
-def _down(x, filters, batchnorm, name):
+@keras.saving.register_keras_serializable(package="tfadv")
+class ReplicaDropout(layers.Dropout):
+    """Dropout whose masks differ between the replicas of a ``tf.distribute`` strategy.
+
+    Keras' Dropout draws its mask from the layer's seed state, which is mirrored: every
+    replica would drop the same units of its own images. Here replica r offsets the drawn
+    seed by r. With one replica (or none) it is Keras' Dropout exactly (same masks).
+    """
+
+    def call(self, inputs, training=False):
+        if not training or self.rate <= 0 or tf.distribute.get_strategy().num_replicas_in_sync == 1:
+            return super().call(inputs, training=training)
+        replica = tf.distribute.get_replica_context().replica_id_in_sync_group
+        seed = self.seed_generator.next()
+        seed = seed + tf.cast(tf.stack([replica, 0]), seed.dtype) * 7919
+        seed = tf.cast(tf.math.floormod(seed, tf.int32.max - 1), tf.int32)
+        return tf.nn.experimental.stateless_dropout(inputs, rate=self.rate, seed=seed)
+
+
+def _batchnorm(name, synchronized):
+    # synchronized: one global batch's statistics over all replicas (Keras' plain layer
+    # when False, whose numbers the single-device code keeps)
+    return layers.BatchNormalization(name=name, synchronized=synchronized)
+
+
+def _down(x, filters, batchnorm, name, synchronized=False):
     x = layers.Conv2D(filters, 4, 2, "same", kernel_initializer=_init(), use_bias=False,
                       name=f"{name}_conv")(x)
     if batchnorm:
-        x = layers.BatchNormalization(name=f"{name}_bn")(x)
+        x = _batchnorm(f"{name}_bn", synchronized)(x)
     return layers.LeakyReLU(0.2, name=f"{name}_lrelu")(x)
 
 
-def _up(x, filters, dropout, name):
+def _up(x, filters, dropout, name, synchronized=False):
     x = layers.Conv2DTranspose(filters, 4, 2, "same", kernel_initializer=_init(),
                                use_bias=False, name=f"{name}_deconv")(x)
-    x = layers.BatchNormalization(name=f"{name}_bn")(x)
+    x = _batchnorm(f"{name}_bn", synchronized)(x)
     if dropout:
-        x = layers.Dropout(0.5, name=f"{name}_dropout")(x)
+        x = ReplicaDropout(0.5, name=f"{name}_dropout")(x)
     return layers.ReLU(name=f"{name}_relu")(x)
 
 
 def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filters: int = 512,
-                   name: str = "unet_generator") -> keras.Model:
+                   name: str = "unet_generator", synchronized: bool = False) -> keras.Model:
     """The pix2pix U-Net: [0, 1] images in, [0, 1] images of the same shape out.
 
     ``log2(side)`` down blocks (4x4 conv, stride 2; filters ``base_filters`` doubling up to
@@ -80,7 +106,8 @@ def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filter
     BatchNorm is on every down block except the first (as in pix2pix) and the innermost: that
     one is 1x1 and, at pix2pix's batch size 1, BatchNorm in training mode would normalise a
     single value per channel to its beta and cut the bottleneck off (Isola et al.'s reference
-    code leaves it out too; the TF tutorial keeps it).
+    code leaves it out too; the TF tutorial keeps it). ``synchronized``: BatchNorm over the
+    global batch of all replicas of a strategy (:func:`tfadv.defenses.purifier.build_networks`).
     """
     side, _, channels = _check_size(input_shape, "unet_generator")
     depth = int(math.log2(side))
@@ -92,11 +119,12 @@ def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filter
     x = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(inputs)          # [0,1] -> [-1,1]
     skips = []
     for level in range(depth):           # at 256: 128, 64, 32, 16, 8, 4, 2, 1 (x 64..512)
-        x = _down(x, filters(level), batchnorm=0 < level < depth - 1, name=f"down{level + 1}")
+        x = _down(x, filters(level), batchnorm=0 < level < depth - 1, name=f"down{level + 1}",
+                  synchronized=synchronized)
         skips.append(x)
     for i, skip in enumerate(reversed(skips[:-1])):   # at 256: 2, 4, ..., 128 (x 512..64)
         level = depth - 2 - i                          # the down block this one mirrors
-        x = _up(x, filters(level), dropout=i < 3, name=f"up{i + 1}")
+        x = _up(x, filters(level), dropout=i < 3, name=f"up{i + 1}", synchronized=synchronized)
         x = layers.Concatenate(name=f"up{i + 1}_skip")([x, skip])             # 2x the filters
     x = layers.Conv2DTranspose(channels, 4, 2, "same", kernel_initializer=_init(),
                                name="last_deconv")(x)                          # (256, 256, 3)
@@ -112,7 +140,7 @@ def patchgan_downsamplings(side: int) -> int:
 
 
 def patchgan_discriminator(input_shape=(256, 256, 3), base_filters: int = 64,
-                           name: str = "patchgan") -> keras.Model:
+                           name: str = "patchgan", synchronized: bool = False) -> keras.Model:
     """The conditional PatchGAN: ``[input_image, target_image]`` in, a grid of logits out.
 
     Each logit judges whether one patch of the target is real given the input (pix2pix's
@@ -128,11 +156,12 @@ def patchgan_discriminator(input_shape=(256, 256, 3), base_filters: int = 64,
     x = layers.Concatenate(name="pair")([image, target])                      # (256, 256, 6)
     x = layers.Rescaling(2.0, offset=-1.0, name="to_signed")(x)
     for level in range(downsamplings):                     # at 256: (128, 64), (64, 128), (32, 256)
-        x = _down(x, base_filters * 2 ** level, batchnorm=level > 0, name=f"down{level + 1}")
+        x = _down(x, base_filters * 2 ** level, batchnorm=level > 0, name=f"down{level + 1}",
+                  synchronized=synchronized)
     x = layers.ZeroPadding2D(name="pad1")(x)                                  # (34, 34, 256)
     x = layers.Conv2D(base_filters * 2 ** downsamplings, 4, 1, kernel_initializer=_init(),
                       use_bias=False, name="conv")(x)                         # (31, 31, 512)
-    x = layers.BatchNormalization(name="conv_bn")(x)
+    x = _batchnorm("conv_bn", synchronized)(x)
     x = layers.LeakyReLU(0.2, name="conv_lrelu")(x)
     x = layers.ZeroPadding2D(name="pad2")(x)                                  # (33, 33, 512)
     x = layers.Conv2D(1, 4, 1, kernel_initializer=_init(), name="patch_conv")(x)  # (30, 30, 1)

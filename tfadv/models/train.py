@@ -11,12 +11,16 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
 import time
 from pathlib import Path
 
 import keras
 import numpy as np
 import tensorflow as tf
+
+from tfadv import cache
+from tfadv.distribute import is_chief
 
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 
@@ -142,8 +146,7 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
         running.assign(tf.zeros(3, tf.float64))
         history.append(record)
         if log_path:  # before the checkpoint: a record past the checkpoint is dropped on resume
-            with open(log_path, "a") as f:
-                f.write(json.dumps(record) + "\n")
+            write_log(log_path, history)
         if manager:
             manager.save(checkpoint_number=int(step.numpy()))
         if verbose:
@@ -155,15 +158,22 @@ def fit(model: keras.Model, x: np.ndarray, y: np.ndarray, *, epochs: int,
 
 
 def restore_checkpoint(ckpt: tf.train.Checkpoint, ckpt_dir) -> tf.train.CheckpointManager:
-    """A manager of ``ckpt`` in ``ckpt_dir``, restored from its latest checkpoint if any; a
-    checkpoint that cannot be restored is a ValueError saying to delete the folder."""
-    manager = tf.train.CheckpointManager(ckpt, str(ckpt_dir), max_to_keep=2)
-    if manager.latest_checkpoint:
+    """A manager of ``ckpt`` in ``ckpt_dir`` (a local folder or a ``gs://`` URL: TF's
+    checkpoints write through tf.io.gfile), restored from its latest checkpoint if any; a
+    checkpoint that cannot be restored is a ValueError saying to delete the folder.
+
+    A non-chief worker restores from ``ckpt_dir`` too but saves into a private temporary
+    folder (tf.distribute's pattern: every worker saves, only the chief's files count)."""
+    ckpt_dir = str(cache.path(ckpt_dir))
+    latest = tf.train.latest_checkpoint(ckpt_dir)
+    own = ckpt_dir if is_chief() else tempfile.mkdtemp(prefix="tfadv-worker-ckpt-")
+    manager = tf.train.CheckpointManager(ckpt, own, max_to_keep=2)
+    if latest:
         try:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+            ckpt.restore(latest).assert_existing_objects_matched()
         except Exception as err:  # truncated files, another model's checkpoint, ...
             raise ValueError(
-                f"cannot resume from checkpoint {manager.latest_checkpoint}: {err}. It is "
+                f"cannot resume from checkpoint {latest}: {err}. It is "
                 f"corrupt or belongs to another model or settings: delete {ckpt_dir} to "
                 "start this training from scratch.") from err
     return manager
@@ -173,11 +183,11 @@ def resume_log(log_dir, completed_epochs: int):
     """The JSONL log path (None without ``log_dir``) and the records of the epochs the
     checkpoint completed. The log may hold records past the checkpoint (killed between writing
     the record and saving the checkpoint): those are dropped, in the file too."""
-    log_path = Path(log_dir) / "train_log.jsonl" if log_dir else None
+    log_path = cache.path(log_dir) / "train_log.jsonl" if log_dir else None
     history = ([r for r in _read_log(log_path) if r["epoch"] <= completed_epochs]
                if completed_epochs else [])
     if log_path:
-        _write_log(log_path, history)
+        write_log(log_path, history)
     return log_path, history
 
 
@@ -237,6 +247,8 @@ def _read_log(path):
     return records
 
 
-def _write_log(path, records):
-    from tfadv.cache import atomic_write
-    atomic_write(path, lambda f: f.write("".join(json.dumps(r) + "\n" for r in records).encode()))
+def write_log(path, records):
+    """The JSONL training log ``path`` (local or ``gs://``) rewritten whole, atomically: GCS
+    objects cannot be appended to, and a log is a few hundred lines."""
+    cache.atomic_write(path, lambda f: f.write(
+        "".join(json.dumps(r) + "\n" for r in records).encode()))

@@ -57,7 +57,7 @@ class Classifier(NamedTuple):
     model: keras.Model
     id: str            # names the weights in cache keys (a file stem)
     description: str
-    path: Path | None  # the cached file (None for pretrained downloads)
+    path: os.PathLike | None  # the cached file, an epath: local or gs:// (None: pretrained)
     history: list
 
 

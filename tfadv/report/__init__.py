@@ -1,7 +1,8 @@
 """Results out: tidy DataFrames to CSV + Markdown, run.json, "ours (paper)" tables, timers.
 
-Every write is atomic (a killed run leaves the old file or none). Figures are in
-:mod:`tfadv.report.figures`.
+The output folder may be local (a mounted Drive too) or a ``gs://`` URL
+(:func:`tfadv.cache.path`). Every write is atomic (a killed run leaves the old file or none)
+and only the chief worker writes. Figures are in :mod:`tfadv.report.figures`.
 """
 
 from __future__ import annotations
@@ -18,24 +19,27 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tfadv.cache import atomic_write
+from tfadv import cache
 
 PROJECT_ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("tensorflow", "keras", "numpy", "pandas", "cleverhans",
             "adversarial-robustness-toolbox", "tensorflow-datasets", "absl-py")
 
 
-def save_table(df: pd.DataFrame, out_dir, name: str, markdown: str | None = None) -> Path:
-    """Writes ``<out_dir>/<name>.csv`` and ``.md`` (``markdown`` text, or the table itself)."""
-    out_dir = Path(out_dir)
-    atomic_write(out_dir / f"{name}.csv", lambda f: f.write(df.to_csv(index=False).encode()))
+def save_table(df: pd.DataFrame, out_dir, name: str, markdown: str | None = None):
+    """Writes ``<out_dir>/<name>.csv`` and ``.md`` (``markdown`` text, or the table itself);
+    returns the CSV's path (an :class:`etils.epath.Path`)."""
+    out_dir = cache.path(out_dir)
+    cache.atomic_write(out_dir / f"{name}.csv",
+                       lambda f: f.write(df.to_csv(index=False).encode()))
     text = markdown if markdown is not None else df.to_markdown(index=False) + "\n"
-    atomic_write(out_dir / f"{name}.md", lambda f: f.write(text.encode()))
+    cache.atomic_write(out_dir / f"{name}.md", lambda f: f.write(text.encode()))
     return out_dir / f"{name}.csv"
 
 
 def save_json(path, obj) -> None:
-    atomic_write(path, lambda f: f.write(json.dumps(obj, indent=1, default=_plain).encode()))
+    cache.atomic_write(path, lambda f: f.write(
+        json.dumps(obj, indent=1, default=_plain).encode()))
 
 
 def _plain(value):

@@ -3,19 +3,17 @@ curves. PNG files written atomically."""
 
 from __future__ import annotations
 
-import io
-from pathlib import Path
-
 import numpy as np
 import pandas as pd
 
-from tfadv.cache import atomic_write
+from tfadv import cache
 
 
 def save_figure(fig, path) -> None:
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format=Path(path).suffix.lstrip("."), dpi=120, bbox_inches="tight")
-    atomic_write(path, lambda f: f.write(buffer.getvalue()))
+    """``fig`` as ``path`` (local or ``gs://``; the format from its suffix), atomically."""
+    path = cache.path(path)
+    cache.atomic_write(path, lambda f: fig.savefig(f, format=path.suffix.lstrip("."), dpi=120,
+                                                   bbox_inches="tight"))
 
 
 def plot_confusion_matrices(matrices: dict, class_names, title: str, path) -> None:
@@ -115,13 +113,19 @@ def plot_visual(examples: list, class_names, path, subtitle: str) -> None:
             grey = image.shape[-1] == 1
             ax.imshow(image[..., 0] if grey else image, cmap="gray" if grey else None,
                       vmin=0, vmax=1)
-            label = "" if pred is None else f"\npred: {class_names[pred]}" + (
+            label = "" if pred is None else f"\npred: {_class_name(class_names, pred)}" + (
                 " (ok)" if pred == ex["label"] else " (wrong)")
             ax.set_title(f"{title}{label}", fontsize=7)
             ax.axis("off")
     fig.suptitle(f"Fig 5: clean / adversarial / purified ({subtitle})", fontsize=9)
     save_figure(fig, path)
     plt.close(fig)
+
+
+def _class_name(class_names, k: int) -> str:
+    """``class_names[k]``, or the number itself when the names do not cover class ``k`` (a
+    classifier with more outputs than the dataset names)."""
+    return str(class_names[k]) if 0 <= k < len(class_names) else str(k)
 
 
 def plot_purifier_training(training: pd.DataFrame, path, subtitle: str) -> None:

@@ -97,40 +97,67 @@ def dataset_name(config) -> str:
 
 
 def evaluate_rows(classifier, defended: dict, test, rows: dict, *, evaluations, n_quality: int,
-                  seed_of):
+                  seed_of, chunk: int = 0):
     """Tables 1-2's accuracy (%) ``acc[(evaluation, row, defense)]`` of every defense on every
-    attacked test set (``rows[row]()`` loads it), Fig 3's quality rows (each defense but the
-    other rows' attack-specific purifiers, on the first ``n_quality`` images) and Fig 5's
-    examples (the versatile purifier on image ``row index - 1`` of each attack). Random
-    defenses draw ``seed_of(row index, evaluation)``: a fresh draw per row and mode."""
+    attacked test set (``rows[row]()`` loads it: an array or a lazily read shard set), Fig 3's
+    quality rows (each defense but the other rows' attack-specific purifiers, on the first
+    ``n_quality`` images) and Fig 5's examples (the versatile purifier on image
+    ``row index - 1`` of each attack). Random defenses draw ``seed_of(row index, evaluation)``
+    (+ the chunk's index): a fresh draw per row and mode. ``chunk``: images defended at a time
+    (0: all at once); at the paper's 5,000 images of 256x256, three float32 copies of a set
+    would take 12 GB."""
     from tfadv import data
-    from tfadv.evaluation import accuracy_percent, image_quality, image_quality_summary
+    from tfadv.batching import pixels
+    from tfadv.evaluation import image_quality, image_quality_summary, predict
     acc, quality_rows, examples = {}, [], []
+    n = len(test.labels)
+    size = chunk or n
     for r_index, (row, load) in enumerate(rows.items()):
         x_row = load()
         for evaluation in evaluations:
-            x_in = x_row if evaluation == "tensor" else data.png_roundtrip(x_row)
-            for name, defense in defended.items():
-                x_def = defense(x_in, seed_of(r_index, evaluation))
-                acc[(evaluation, row, name)] = accuracy_percent(classifier, x_def, test.labels)
-                if evaluation != "tensor":
-                    continue
+            right = {name: 0 for name in defended}
+            quality = {name: [] for name in defended}
+            for c_index, start in enumerate(range(0, n, size)):
+                part = slice(start, min(n, start + size))
+                x_in = pixels(x_row[part])
+                x_in = x_in if evaluation == "tensor" else data.png_roundtrip(x_in)
+                clean = pixels(test.images[part])
+                for name, defense in defended.items():
+                    x_def = defense(x_in, seed_of(r_index, evaluation) + c_index)
+                    right[name] += int(np.sum(predict(classifier, x_def, batch_size=128)
+                                              == test.labels[part]))
+                    if evaluation != "tensor":
+                        continue
+                    if start < n_quality:
+                        q = min(n_quality, part.stop) - start
+                        quality[name].append(image_quality(clean[:q], x_def[:q]))
+                    k = (r_index - 1) % n
+                    if name == "versatile" and row != "clean" and part.start <= k < part.stop:
+                        examples.append({"attack": LABELS[row], "clean": clean[k - start],
+                                         "adversarial": x_in[k - start],
+                                         "purified": x_def[k - start],
+                                         "label": int(test.labels[k])})
+            for name in defended:
+                acc[(evaluation, row, name)] = 100.0 * (right[name] / n)  # as accuracy_percent
                 label = ("Atk-specific purifier" if name == f"specific_{row}" else None
                          if name.startswith("specific_") else DEFENSE_LABELS[name])
-                if label:
+                if label and evaluation == "tensor":
                     quality_rows.append({
                         "attack": LABELS[row], "defense": label, "defense_key": name,
-                        **image_quality_summary(image_quality(test.images[:n_quality],
-                                                              x_def[:n_quality])),
+                        **image_quality_summary(_joined(quality[name])),
                         "evaluation": "tensor", "attack_saw_defense": False})
-                if name == "versatile" and row != "clean":
-                    k = (r_index - 1) % len(test.labels)
-                    examples.append({"attack": LABELS[row], "clean": test.images[k],
-                                     "adversarial": x_row[k], "purified": x_def[k],
-                                     "label": int(test.labels[k])})
             print(f"  {evaluation} {LABELS[row]:10s} " + " ".join(
-                f"{n}={acc[(evaluation, row, n)]:.1f}" for n in defended), flush=True)
+                f"{k}={acc[(evaluation, row, k)]:.1f}" for k in defended), flush=True)
     return acc, quality_rows, examples
+
+
+def _joined(parts: list):
+    """The per-image quality of the chunks as one frame (no chunk: an empty frame)."""
+    if not parts:
+        return pd.DataFrame(columns=["mae", "psnr", "ssim"])
+    if len(parts) == 1:
+        return parts[0]
+    return pd.concat(parts, ignore_index=True)
 
 
 def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality_rows,
@@ -146,7 +173,8 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
             classifier, np.stack([ex["clean"], ex["adversarial"], ex["purified"]])))
     subtitle = f"{config['preset']} preset, {dataset_name(config)}"
     notes = [
-        "Paper: ImageNet, Inception-v3, 5,000 validation images." if config["preset"] == "paper"
+        f"Ours: ImageNet, {classifier_name} (the paper: Inception-v3 with ImageNet weights, "
+        "5,000 validation images)." if config["preset"] == "paper"
         else f"Ours are {dataset_name(config)} / {classifier_name}, NOT the paper's ImageNet / "
              "Inception-v3: the paper's numbers are in brackets for the trends, not as targets.",
         "Protocol: gray-box, as the paper: every attack saw the classifier only "
@@ -215,7 +243,8 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
 
 def run_record(config: dict, timer, *, classifier, perceptual: dict, attacks: dict,
                train_labels, assign, n_test: int, short_classes: int, n_quality: int,
-               paths: dict, histories: dict, defended: dict, log: dict) -> dict:
+               paths: dict, histories: dict, defended: dict, log: dict,
+               purifier_batch: dict | None = None) -> dict:
     """run.json's contents: config, versions, device, timings (tfadv.report.run_info) and what
     this experiment decided: schedule, seeds, classifier, perceptual network, attacks, sizes,
     purifiers, baselines (with their declared properties), cache use, the paper's tables."""
@@ -238,6 +267,7 @@ def run_record(config: dict, timer, *, classifier, perceptual: dict, attacks: di
                "quality_images": int(n_quality)},
         purifiers={k: {"file": str(p), "last_epoch": histories[k][-1] if histories[k] else None}
                    for k, p in paths.items()},
+        purifier_batch=purifier_batch,
         defenses={k: {"description": d.description, "params": d.params, "randomized":
                       d.randomized, "differentiable": d.differentiable}
                   for k, d in defended.items() if not k.startswith("specific")},
