@@ -25,9 +25,9 @@ Presets: ``paper`` (ImageNet, Inception-v3 from the zoo, 18 training images per 
 pairs, 5,000 test images, eps 16/255, 40 steps of 0.01, purifiers at 256x256 with 64
 filters, 100 epochs, Adam(2e-4 x sqrt(batch), 0.5) on 16 pairs per device (a stated
 deviation from pix2pix's batch 1, which ``--set=batch_size=1`` restores), ImageNet VGG19
-perceptual loss; missing data or weights stop it at once); ``cifar`` (CIFAR-10, the zoo's cifar10_resnet18_w32, 3,000 pairs,
-500 test images, 32x32 purifiers, 12 epochs, the classifier's features as a SUBSTITUTE
-perceptual network, said loudly in every table); ``quick`` (digits, offline, eps 48/255, the
+perceptual loss; missing data or weights stop it at once); ``cifar`` (CIFAR-10, the zoo's
+cifar10_resnet18_w32, 3,000 pairs, 500 test images, 32x32 purifiers, 12 epochs, the
+classifier's features as a SUBSTITUTE perceptual network, said loudly in every table); ``quick`` (digits, offline, eps 48/255, the
 zoo's digits_tiny_cnn, 600 pairs; with ``--data`` a tiny CNN on 10,000 images); ``smoke``.
 
 Expected (paper, accuracy %): no defense 0-26 under attack; attack-specific purifiers 76-81

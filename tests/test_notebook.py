@@ -8,8 +8,8 @@ display functions are replaced by recorders, so the test needs no IPython and se
 notebook shows.
 
 Fast: the file's shape; the Colab branch with Google Drive, git and pip replaced by recorders;
-the plan cell, which runs the real command with ``--plan`` (about 10 s). Slow (about 90 s on 2
-CPU cores): every cell at the smoke preset, the tables and figures written and displayed.
+the plan cell, which runs the real command with ``--plan`` (about 10 s); then every cell at
+the smoke preset (about 90 s on 2 CPU cores), the tables and figures written and displayed.
 """
 
 from __future__ import annotations
@@ -154,7 +154,6 @@ def test_plan_cell_runs_the_command_from_the_checkout(tmp_path, monkeypatch, cap
     assert not (tmp_path / "out").exists()  # a plan writes nothing
 
 
-@pytest.mark.slow
 def test_every_cell_at_the_smoke_preset(tmp_path, monkeypatch, shown):
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")

@@ -226,7 +226,8 @@ def test_smoke_under_two_cpu_replicas_writes_every_output(tmp_path):
     assert info["purifier_batch"]["replicas"] == 2 and info["purifier_batch"]["per_replica"] == 5
     assert len(info["cache"]["purifiers_trained"]) == 7
     table2 = pd.read_csv(out / "table2_comparison.csv")
-    assert table2.accuracy.notna().all() and len(table2) == 54
+    assert len(table2) == 54  # every cell measured ("No defense" has no average: NaN)
+    assert table2[table2.attack != "Average"].accuracy.notna().all()
 
 
 def test_second_run_reuses_every_cache(smoke):
