@@ -139,18 +139,18 @@ def iterations(eps: float) -> int:
 def load_model_and_images(config):
     """The zoo classifier, its description for the report and the images to bucket: the test
     split as one ImageSet, or for ImageNet an iterator of validation chunks
-    (``data.imagenet_chunks``, canonical ImageNet class ids)."""
-    from tfadv import cache, data
+    (``tfadv.imagenet.imagenet_chunks``, canonical ImageNet class ids)."""
+    from tfadv import cache, data, imagenet
     from tfadv.models import inception, zoo
     root = cache.root(config.get("cache_dir"))
     if config["classifier"] == "inception_v3":
         # before loading anything: missing data or weights are a user error, not a traceback
-        problem = (data.imagenet_problem(config["data"], config["data_dir"], splits=("val",))
+        problem = (imagenet.imagenet_problem(config["data"], config["data_dir"], splits=("val",))
                    or config["weights"] and zoo.weights_problem(
                        "Inception-v3", config["weights"], "--weights"))
         if problem:
             raise ValueError(f"--preset={config.get('preset')} cannot start: {problem}")
-        chunks = data.imagenet_chunks(config["data"], "test", config["screen_per_class"],
+        chunks = imagenet.imagenet_chunks(config["data"], "test", config["screen_per_class"],
                                       seed=config["seed"], size=inception.IMAGE_SIZE,
                                       chunk=SCREEN_CHUNK, data_dir=config["data_dir"])
         classifier = zoo.load("inception_v3", weights=config["weights"])

@@ -252,11 +252,11 @@ def main(argv):
 def load_images(config: dict):
     """(training images, test pool) at ``image_size``: ImageNet sampled per class (paper),
     else the whole dataset."""
-    from tfadv import cache, data
+    from tfadv import cache, data, imagenet
     if config["classifier"] == "inception_v3":
         size, seed = config["image_size"], config["seed"]
         # uint8 (a quarter of float32's memory), converted a batch at a time where used
-        return tuple(data.imagenet_subset(config["data"], split, config[per_class],
+        return tuple(imagenet.imagenet_subset(config["data"], split, config[per_class],
                                           seed=seed + offset, size=size,
                                           data_dir=config["data_dir"], dtype="uint8")
                      for split, per_class, offset in (("train", "train_per_class", 1),

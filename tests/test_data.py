@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from tfadv import data
+from tfadv import data, imagenet
 
 # ---------------------------------------------------------------------------- helpers
 
@@ -590,23 +590,23 @@ def _fake_imagenet(root: Path, sizes=((40, 30), (25, 50), (33, 33))):
 
 def test_imagenet_subset_from_a_folder_and_a_tarball(tmp_path):
     root = _fake_imagenet(tmp_path / "imagenet")
-    train = data.imagenet_subset(root, "train", 2, seed=1, size=16)
+    train = imagenet.imagenet_subset(root, "train", 2, seed=1, size=16)
     assert train.images.shape == (6, 16, 16, 3) and train.images.dtype == np.float32
-    assert train.class_names == data.imagenet_wnids()  # all 1,000: labels are their ids
+    assert train.class_names == imagenet.imagenet_wnids()  # all 1,000: labels are their ids
     assert list(train.labels) == [0, 0, 1, 1, 2, 2]
     assert 0 <= train.images.min() and train.images.max() <= 1
-    val = data.imagenet_subset(root, "test", 5, seed=1, size=16)  # fewer than asked: all 3
+    val = imagenet.imagenet_subset(root, "test", 5, seed=1, size=16)  # fewer than asked: all 3
     assert np.bincount(val.labels).tolist() == [3, 3, 3]
     archive = tmp_path / "imagenet.tar.gz"
     with tarfile.open(archive, "w:gz") as tar:
         tar.add(root, arcname="imagenet")
-    from_tar = data.imagenet_subset(archive, "train", 2, seed=1, size=16)
+    from_tar = imagenet.imagenet_subset(archive, "train", 2, seed=1, size=16)
     np.testing.assert_array_equal(from_tar.images, train.images)
     np.testing.assert_array_equal(from_tar.labels, train.labels)
     with pytest.raises(ValueError, match="no images under"):
-        data.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
+        imagenet.imagenet_subset(root / "train", "train", 2, seed=1, size=16)
     with pytest.raises(ValueError, match="per_class must be an integer >= 1"):
-        data.imagenet_subset(root, "train", 0, seed=1, size=16)
+        imagenet.imagenet_subset(root, "train", 0, seed=1, size=16)
 
 
 def test_png_roundtrip_quantises_to_8_bits():

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tfadv import data
+from tfadv import data, imagenet
 
 # first, last and one in between of the 1,000 ILSVRC2012 wnids (Keras: tench, toilet tissue,
 # rotisserie)
@@ -36,7 +36,7 @@ def _imagenet_folder(root: Path, wnids=WNIDS, per_split=(("train", 3), ("val", 2
 
 def test_shipped_wnids_are_tensorflow_datasets_imagenet2012_labels():
     import importlib.resources
-    shipped = data.imagenet_wnids()
+    shipped = imagenet.imagenet_wnids()
     tfds_labels = (importlib.resources.files("tensorflow_datasets") / "datasets" /
                    "imagenet2012" / "labels.txt").read_text().split()
     assert shipped == tuple(tfds_labels)
@@ -51,12 +51,12 @@ def test_a_subset_of_imagenet_classes_gets_canonical_ids(tmp_path, as_tar):
         source = tmp_path / "imagenet.tar.gz"
         with tarfile.open(source, "w:gz") as tar:
             tar.add(tmp_path / "imagenet", arcname="imagenet")
-    train = data.imagenet_subset(source, "train", 2, seed=0, size=8)
-    val = data.imagenet_subset(source, "test", 5, seed=0, size=8)  # only 2 there: all
+    train = imagenet.imagenet_subset(source, "train", 2, seed=0, size=8)
+    val = imagenet.imagenet_subset(source, "test", 5, seed=0, size=8)  # only 2 there: all
     # class order (sorted wnids), ids as in the 1,000-class list, not 0, 1, 2
     assert train.labels.tolist() == [0, 0, 766, 766, 999, 999]
     assert val.labels.tolist() == [0, 0, 766, 766, 999, 999]
-    assert train.class_names == val.class_names == data.imagenet_wnids()
+    assert train.class_names == val.class_names == imagenet.imagenet_wnids()
     assert train.num_classes == 1000
     assert train.class_names[999] == "n15075141"
     # each image is its own class's: the red channel holds the id (mod 256)
@@ -66,16 +66,16 @@ def test_a_subset_of_imagenet_classes_gets_canonical_ids(tmp_path, as_tar):
 
 def test_imagenet_chunks_mix_the_classes_and_decode_a_chunk_at_a_time(tmp_path):
     root = _imagenet_folder(tmp_path / "imagenet", per_split=(("val", 4),))
-    chunks = list(data.imagenet_chunks(root, "test", 3, seed=0, size=8, chunk=4))
+    chunks = list(imagenet.imagenet_chunks(root, "test", 3, seed=0, size=8, chunk=4))
     assert [len(c.labels) for c in chunks] == [4, 4, 1]  # 3 classes x 3 images
     labels = np.concatenate([c.labels for c in chunks])
     assert sorted(labels.tolist()) == [0] * 3 + [766] * 3 + [999] * 3
     assert labels.tolist() != sorted(labels.tolist())  # seeded order, classes mixed
-    whole = data.imagenet_subset(root, "test", 3, seed=0, size=8)
+    whole = imagenet.imagenet_subset(root, "test", 3, seed=0, size=8)
     # the same images as imagenet_subset's, in another order
     images = np.concatenate([c.images for c in chunks])
     assert sorted(map(bytes, images)) == sorted(map(bytes, whole.images))
-    again = np.concatenate([c.labels for c in data.imagenet_chunks(root, "test", 3, seed=0,
+    again = np.concatenate([c.labels for c in imagenet.imagenet_chunks(root, "test", 3, seed=0,
                                                                       size=8, chunk=4)])
     np.testing.assert_array_equal(again, labels)  # same seed, same order
 
@@ -84,16 +84,16 @@ def test_a_class_folder_that_is_not_a_wnid_is_refused(tmp_path):
     root = _imagenet_folder(tmp_path / "imagenet", wnids=("n01440764", "cats", "dogs"))
     with pytest.raises(ValueError, match=r"\['cats', 'dogs'\].*train/<wnid>/\*\.JPEG and "
                                          r"val/<wnid>/\*\.JPEG"):
-        data.imagenet_subset(root, "train", 1, seed=0, size=8)
+        imagenet.imagenet_subset(root, "train", 1, seed=0, size=8)
     with pytest.raises(ValueError, match="not ILSVRC2012 wnids"):
-        data.imagenet_chunks(root, "test", 1, seed=0, size=8)  # at the call, not at next()
+        imagenet.imagenet_chunks(root, "test", 1, seed=0, size=8)  # at the call, not at next()
 
 
 def test_imagenet_problem_checks_the_splits_asked_for(tmp_path):
     root = _imagenet_folder(tmp_path / "imagenet", per_split=(("val", 1),))
-    assert "train/" in data.imagenet_problem(str(root), None)
-    assert data.imagenet_problem(str(root), None, splits=("val",)) is None
-    assert "does not exist" in data.imagenet_problem(str(tmp_path / "nowhere"), None)
+    assert "train/" in imagenet.imagenet_problem(str(root), None)
+    assert imagenet.imagenet_problem(str(root), None, splits=("val",)) is None
+    assert "does not exist" in imagenet.imagenet_problem(str(tmp_path / "nowhere"), None)
 
 
 def test_plot_visual_names_any_prediction(tmp_path):
@@ -104,7 +104,7 @@ def test_plot_visual_names_any_prediction(tmp_path):
     example = {"attack": "FGSM", "clean": image, "adversarial": image + 0.01,
                "purified": image, "label": 999, "pred_clean": 999, "pred_adv": 0,
                "pred_purified": 999}
-    figures.plot_visual([example], data.imagenet_wnids(), tmp_path / "visual.png", "test")
+    figures.plot_visual([example], imagenet.imagenet_wnids(), tmp_path / "visual.png", "test")
     assert (tmp_path / "visual.png").stat().st_size > 0
     figures.plot_visual([example], ("a", "b", "c"), tmp_path / "few_names.png", "test")
     assert (tmp_path / "few_names.png").stat().st_size > 0
@@ -114,7 +114,7 @@ def test_plot_visual_names_any_prediction(tmp_path):
 def test_pick_per_class_counts_only_the_classes_an_imagenet_subset_holds(tmp_path):
     """Paper 003 picks test images per class: of 1,000 named classes only the 3 held count
     (before: 997 empty classes were reported as short of correctly classified images)."""
-    pool = data.imagenet_subset(_imagenet_folder(tmp_path / "imagenet"), "test", 2, seed=0,
+    pool = imagenet.imagenet_subset(_imagenet_folder(tmp_path / "imagenet"), "test", 2, seed=0,
                                 size=8)
     right = pool.labels == 999  # a classifier right on class 999 only
     picked, short = data.pick_per_class(pool, 1, seed=0, prefer=right)

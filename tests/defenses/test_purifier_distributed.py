@@ -17,14 +17,14 @@ import tensorflow as tf
 
 from helpers import REPO_ROOT, pix2pix_networks, toy_pairs
 from tfadv import cache
-from tfadv.defenses import purifier
+from tfadv.defenses import pairs, purifier
 
 SCRIPT = textwrap.dedent("""
     import json, sys
     import numpy as np, keras, tensorflow as tf
     from tfadv import distribute
     strategy = distribute.choose("mirrored", cpu_replicas=int(sys.argv[1]))
-    from tfadv.defenses import purifier
+    from tfadv.defenses import pairs, purifier
     from tfadv.models import perceptual
     from tfadv.models.resnet import tiny_cnn
 
@@ -104,19 +104,19 @@ def test_every_pair_is_read_once_per_epoch_and_a_resumed_run_reads_the_rest():
             self.seen += list(np.asarray(idx))
             return np.zeros((len(idx), 4, 4, 3), np.float32)
 
-    epochs = [purifier.epoch_batches(23, 5, seed=0, epoch=e) for e in range(2)]
+    epochs = [pairs.epoch_batches(23, 5, seed=0, epoch=e) for e in range(2)]
     for batches in epochs:  # 4 full batches; the 3 pairs of the tail wait for another epoch
         assert batches.shape == (4, 5) and len(set(batches.ravel())) == 20
     assert not np.array_equal(epochs[0], epochs[1])  # a new order every epoch
     source = Recorder()
-    iterator = purifier._pair_dataset(source, np.zeros((23, 4, 4, 3), np.float32),
+    iterator = pairs.pair_dataset(source, np.zeros((23, 4, 4, 3), np.float32),
                                       np.concatenate(epochs), tf.distribute.get_strategy())
     for _ in range(8):
         x, y = next(iterator)
         assert x.shape == (5, 4, 4, 3) and x.dtype == tf.float32  # static, fixed: no tail
     assert sorted(source.seen) == sorted(np.concatenate(epochs).ravel())
     resumed = Recorder()  # a run resumed at step 6 reads the last two batches of epoch 2
-    iterator = purifier._pair_dataset(resumed, np.zeros((23, 4, 4, 3), np.float32),
+    iterator = pairs.pair_dataset(resumed, np.zeros((23, 4, 4, 3), np.float32),
                                       np.concatenate(epochs)[6:], tf.distribute.get_strategy())
     next(iterator), next(iterator)
     assert sorted(resumed.seen) == sorted(epochs[1][2:].ravel())
@@ -160,7 +160,7 @@ def test_pairs_stream_from_float16_shards_and_uint8_images(tmp_path):
                                 dtype="float16", lazy=True)
             for name, s in (("a", noisy), ("b", 1 - noisy))]
     choice = np.arange(12) % 2
-    mixed = purifier.Float32Rows(sets, choice)
+    mixed = pairs.Float32Rows(sets, choice)
     expected = np.where(choice[:, None, None, None] == 0, noisy, 1 - noisy)
     expected = expected.astype(np.float16).astype(np.float32)
     np.testing.assert_array_equal(mixed.rows(np.arange(12)), expected)

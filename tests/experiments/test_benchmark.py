@@ -78,14 +78,14 @@ def test_benchmark_purifier_smoke(tmp_path):
 def test_paper_budget_counts_every_stage():
     """The projection's arithmetic: seven purifiers x 100 epochs x 18,000 pairs, then the
     attacks' gradients (C&W at its bound), in hours at the stated share of the H100's peak."""
-    from experiments import benchmark
-    budget = benchmark.paper_budget(step_flops_per_pair=1e12, gradient_flops=1e10)
+    from tfadv.report import projection
+    budget = projection.paper_budget(step_flops_per_pair=1e12, gradient_flops=1e10)
     assert budget.flops.iloc[0] == 7 * 100 * 18_000 * 1e12
     cw = budget[budget.stage.str.contains("C&W")].flops.iloc[0]
     assert cw == (18_000 + 5_000) * 5_000 * 1e10
     fig4 = budget[budget.stage.str.contains("Fig 4")].flops.iloc[0]
     assert fig4 == 2 * 3 * 550 * 5_000 * 1e10
-    hours = budget.flops / (benchmark.H100_BF16_TFLOPS * 1e12 * benchmark.UTILISATION) / 3600
+    hours = budget.flops / (projection.H100_BF16_TFLOPS * 1e12 * projection.UTILISATION) / 3600
     np.testing.assert_allclose(budget.hours_h100_projected, hours)
 
 

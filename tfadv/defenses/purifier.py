@@ -43,7 +43,8 @@ import numpy as np
 import tensorflow as tf
 
 from tfadv import cache, checks, distribute
-from tfadv.batching import map_batches, pixels
+from tfadv.batching import map_batches
+from tfadv.defenses.pairs import Float32Rows, check_pairs, epoch_batches, pair_dataset
 from tfadv.models.perceptual import perceptual_loss
 from tfadv.models.train import restore_checkpoint, resume_log, write_log
 
@@ -186,89 +187,6 @@ def build_networks(shape, *, base_filters: int, name: str, strategy=None):
     return generator, discriminator
 
 
-class Float32Rows:
-    """Image i of ``sources[choice[i]]`` (of the one source without ``choice``) as float32,
-    read a few rows at a time: e.g. the versatile purifier's inputs (each image attacked by
-    one of the attacks) from the attacks' own float16 shard sets, never copied whole.
-    Sources are arrays, memory maps or lazily read shard sets (:class:`tfadv.cache.Shards`);
-    :func:`tfadv.cache.digest` of it equals that of the float32 array it stands for."""
-
-    def __init__(self, sources, choice=None):
-        self.sources = list(sources)
-        self.choice = np.zeros(len(self.sources[0]), np.int64) if choice is None else \
-            np.asarray(choice)
-        n = {len(s) for s in self.sources} | {len(self.choice)}
-        if len(n) != 1:
-            raise ValueError(f"Float32Rows: sources and choice differ in length: {sorted(n)}")
-        self.shape = (len(self.choice), *self.sources[0].shape[1:])
-        self.dtype = np.dtype(np.float32)
-
-    def __len__(self):
-        return len(self.choice)
-
-    def rows(self, idx) -> np.ndarray:
-        idx = np.asarray(idx)
-        out = np.empty((len(idx), *self.shape[1:]), np.float32)
-        for k, source in enumerate(self.sources):
-            mine = self.choice[idx] == k
-            if mine.any():
-                out[mine] = rows(source, idx[mine])
-        return out
-
-
-def rows(source, idx) -> np.ndarray:
-    """Rows ``idx`` of an array, memory map, shard set or :class:`Float32Rows` as float32
-    [0, 1] pixels (uint8 images are divided by 255, as :func:`tfadv.data.load` does)."""
-    return pixels(source.rows(idx) if hasattr(source, "rows") else source[idx])
-
-
-def epoch_batches(n: int, batch_size: int, seed: int, epoch: int) -> np.ndarray:
-    """The batches of an epoch, (steps, batch_size) pair indices: a permutation that is a pure
-    function of (seed, epoch), cut into global batches (the tail that does not fill one is
-    left out), each sorted (file order reads memory maps faster)."""
-    steps = n // batch_size
-    order = np.random.default_rng([seed, epoch]).permutation(n)
-    return np.sort(order[:steps * batch_size].reshape(steps, batch_size), 1)
-
-
-def _pair_dataset(x_adv, x_clean, batches: np.ndarray, strategy):
-    """``batches`` (rows of pair indices, one global batch each) as a distributed dataset of
-    (input, target) float32 pairs: each batch read from memory maps on the host by a worker
-    thread while the device trains (prefetch), then split over the replicas. One dataset
-    (and one compiled loop) for the whole run: a new iterator per epoch would retrace."""
-    batch_size, shape = batches.shape[1], tuple(x_adv.shape[1:])
-
-    def read(idx):
-        return rows(x_adv, idx), rows(x_clean, idx)
-
-    def shaped(x, y):
-        x.set_shape((batch_size, *shape))
-        y.set_shape((batch_size, *shape))
-        return x, y
-
-    ds = tf.data.Dataset.from_tensor_slices(batches).map(
-        lambda idx: tf.numpy_function(read, [idx], (tf.float32, tf.float32), stateful=False)
-    ).map(shaped).prefetch(2)
-    options = tf.data.Options()
-    options.experimental_distribute.auto_shard_policy = \
-        tf.data.experimental.AutoShardPolicy.DATA  # workers split each global batch
-    ds = ds.with_options(options)
-    return iter(strategy.experimental_distribute_dataset(ds))
-
-
-def _check_pairs(x_adv, x_clean, shape):
-    for name, x in (("x_adv", x_adv), ("x_clean", x_clean)):
-        if tuple(x.shape[1:]) != tuple(shape):
-            raise ValueError(f"{name}: images of shape {tuple(x.shape[1:])} do not fit the "
-                             f"generator's input {tuple(shape)}; resize them first")
-        if not hasattr(x, "rows"):  # arrays: values checked here; shard sets were when written
-            checks.images(x[:256] if x.dtype != np.uint8 else x[:0].astype(np.float32),
-                          name, shape=shape, copy=False)
-    if len(x_adv) != len(x_clean):
-        raise ValueError(f"x_adv and x_clean are pairs: got {len(x_adv)} and {len(x_clean)} "
-                         "images")
-
-
 def train_purifier(x_adv, x_clean, *, generator: keras.Model,
                    discriminator: keras.Model, features: keras.Model | None, epochs: int,
                    steps: str = "multi", batch_size: int = 1, learning_rate: float = 2e-4,
@@ -301,7 +219,7 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
     strategy = strategy or tf.distribute.get_strategy()
     replicas = strategy.num_replicas_in_sync
     shape = tuple(generator.input_shape[1:])
-    _check_pairs(x_adv, x_clean, shape)
+    check_pairs(x_adv, x_clean, shape)
     _check_schedule(epochs, steps)
     batch_size = checks.integer("batch_size", batch_size, 1)
     steps_per_call = checks.integer("steps_per_call", steps_per_call, 1)
@@ -348,7 +266,7 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
     start_epoch = done // steps_per_epoch
     if start_epoch >= epochs:  # finished before: nothing left to train
         return history
-    iterator = _pair_dataset(x_adv, x_clean, np.concatenate(
+    iterator = pair_dataset(x_adv, x_clean, np.concatenate(
         [epoch_batches(n, batch_size, seed, epoch) for epoch in range(start_epoch, epochs)]
     )[done - start_epoch * steps_per_epoch:], strategy)
     for epoch in range(start_epoch, epochs):

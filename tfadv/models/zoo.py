@@ -141,10 +141,10 @@ def missing_inputs(classifier: str, perceptual: str, *, data: str, data_dir: str
                    weights: str | None, vgg19_weights: str | None) -> list[str]:
     """What a run with ``classifier`` and a ``perceptual`` network lacks before it starts:
     ImageNet and Inception-v3's weights for ``inception_v3``, VGG19's for ``vgg19``."""
-    from tfadv import data as datasets
+    from tfadv import imagenet
     problems = []
     if classifier == "inception_v3":
-        problems += [datasets.imagenet_problem(data, data_dir),
+        problems += [imagenet.imagenet_problem(data, data_dir),
                      weights_problem("Inception-v3", weights, "--inception_weights")]
     if perceptual == "vgg19":
         problems.append(weights_problem("VGG19", vgg19_weights, "--vgg19_weights"))
