@@ -50,6 +50,10 @@ flags.DEFINE_float("theta", 1.0, "JSMA theta")
 flags.DEFINE_float("gamma", 0.1, "JSMA gamma")
 flags.DEFINE_float("eps", 8 / 255, "attacks: Linf eps of the gradient attacks")
 flags.DEFINE_list("only", None, "attacks: run only these attacks (default: all)")
+flags.DEFINE_enum("architecture", "tiny_cnn", ["tiny_cnn", "resnet18_w32"],
+                  "attacks/jsma: the attacked model (resnet18_w32: the cifar presets' ResNet-18)")
+flags.DEFINE_integer("paper_batch", 64, "attacks: batch of the paper-shape row (Inception-v3 "
+                     "at 299x299, random weights: timing only); 0 skips it")
 flags.DEFINE_integer("repeats", 3, "timed runs of each implementation (the median is reported)")
 flags.DEFINE_integer("size", 32, "purifier: image side, a power of two >= 32 (paper: 256)")
 flags.DEFINE_integer("base_filters", 64, "purifier: U-Net / PatchGAN base filters (pix2pix: 64)")
@@ -61,9 +65,11 @@ flags.DEFINE_integer("projection_steps", 1, "purifier: 1 counts the FLOPs of the
 FLAGS = flags.FLAGS
 
 
-def benchmark_model(source: str, seed: int, precision: str, cache_dir=None):
-    """A tiny CNN trained for a few epochs on ``source``, and its test split. The model is
-    cached under ``<cache root>/models`` (``cache_dir``, else $TFADV_CACHE, else data/).
+def benchmark_model(source: str, seed: int, precision: str, cache_dir=None,
+                    architecture: str = "tiny_cnn"):
+    """A tiny CNN (or ``architecture``) trained for a few epochs on ``source``, and its test
+    split. The model is cached under ``<cache root>/models`` (``cache_dir``, else $TFADV_CACHE,
+    else data/).
 
     Not a zoo entry: ``tiny_cnn_10k`` trains longer, with augmentation and in the "auto"
     precision, while this one keeps the settings the figures in notes/RESULTS.md were
@@ -75,7 +81,7 @@ def benchmark_model(source: str, seed: int, precision: str, cache_dir=None):
     test = data.load(source, "test", cache_dir=root)
     train = data.subset(train, n=min(len(train.labels), 10_000), seed=seed)
     model, _, _ = models.train_cached(
-        train, architecture="tiny_cnn", epochs=5, batch_size=64, learning_rate=3e-3,
+        train, architecture=architecture, epochs=5, batch_size=64, learning_rate=3e-3,
         augment=False, seed=seed, precision=precision, data_id=data_id(source),
         cache_dir=root, verbose=False)
     return model, test
@@ -152,6 +158,51 @@ def art_autoattack(art, x, y, params):
                       batch_size=32).generate(x, one_hot(y, art.nb_classes))
 
 
+# The attacks with a native compiled kernel (tfadv/attacks/iterative.py) beside cleverhans.
+NATIVE = ("fgsm", "bim", "pgd", "mifgsm", "rfgsm")
+
+
+def paper_shape_rows(batch: int, precision: str, steps: int = 3, repeats: int = 2):
+    """Input gradients per second of PGD at the paper preset's shape (Inception-v3 at
+    299x299, random weights: timing only), native (compiled; with XLA) vs cleverhans, on one
+    batch of ``batch`` images for ``steps`` steps (median of ``repeats`` after a warm-up)."""
+    import keras
+    import tensorflow as tf
+    from cleverhans.tf2.attacks.projected_gradient_descent import projected_gradient_descent
+    from tfadv import attacks
+    previous = keras.mixed_precision.global_policy()
+    keras.mixed_precision.set_global_policy(precision)
+    try:
+        model = keras.applications.InceptionV3(weights=None, classifier_activation=None)
+    finally:
+        keras.mixed_precision.set_global_policy(previous)
+    rng = np.random.default_rng(0)
+    x = rng.uniform(0, 1, (batch, 299, 299, 3)).astype(np.float32)
+    y = rng.integers(0, 1000, batch)
+    p = dict(eps=16 / 255, eps_iter=0.01, nb_iter=steps, rand_init=False, batch_size=batch)
+    runs = {"tfadv native": lambda: attacks.make("pgd", **p)(model, x, y),
+            "tfadv native, XLA": lambda: attacks.make("pgd", **p, jit_compile=True)(model, x, y),
+            "cleverhans": lambda: projected_gradient_descent(
+                model, tf.constant(x), 16 / 255, 0.01, steps, np.inf, clip_min=0.0,
+                clip_max=1.0, y=tf.constant(y), rand_init=False, sanity_checks=False)}
+    rows = []
+    for name, run in runs.items():
+        run()
+        times = []
+        for _ in range(repeats):
+            tic = time.perf_counter()
+            np.asarray(run())
+            times.append(time.perf_counter() - tic)
+        seconds = float(np.median(times))
+        rows.append({"attack": f"pgd, Inception-v3 299x299, batch {batch}, {steps} steps",
+                     "implementation": name, "images": batch, "seconds": seconds,
+                     "seconds_min": min(times), "seconds_max": max(times),
+                     "gradients_per_s": batch * steps / seconds})
+    table = pd.DataFrame(rows)
+    table["speedup_vs_peer"] = table.seconds.iloc[-1] / table.seconds
+    return table
+
+
 def attack_rows(model, x, y, eps, repeats):
     """Each attack of ours beside the library it wraps or the peer it replaces, untargeted."""
     import foolbox
@@ -168,7 +219,8 @@ def attack_rows(model, x, y, eps, repeats):
     step = eps / 4
     ours = {"fgsm": dict(eps=eps), "bim": dict(eps=eps, eps_iter=step, nb_iter=10),
             "pgd": dict(eps=eps, eps_iter=step, nb_iter=10),
-            "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=10), "deepfool": dict(),
+            "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=10), "rfgsm": dict(eps=eps),
+            "deepfool": dict(),
             # C&W L2: ours and Foolbox's (both Carlini's Adam) with 9 binary-search steps of
             # 200 Adam steps; ART's runs its defaults (10 x 10 steps of its own line search,
             # which needs fewer steps than Adam to succeed). Compare success and L2 too.
@@ -176,7 +228,7 @@ def attack_rows(model, x, y, eps, repeats):
             "cw_linf": dict(max_iterations=10),
             "cw_l0": dict(),
             "uap": dict(eps=0.2, max_iter=5),
-            "autoattack": dict(eps=eps, apgd_max_iter=20, nb_random_init=1,
+            "autoattack": dict(eps=eps, version="art", apgd_max_iter=20, nb_random_init=1,
                                deepfool_max_iter=20, square_max_iter=200, square_restarts=1),
             "lbfgs": dict()}
     art = art_bridge.art_classifier(model)  # the float32-logits wrapper our ART attacks use
@@ -195,6 +247,10 @@ def attack_rows(model, x, y, eps, repeats):
         "mifgsm": {"cleverhans": lambda: momentum_iterative_method(
             model, xt, eps, step, 10, np.inf, clip_min=0.0, clip_max=1.0, y=yt,
             sanity_checks=False)},
+        # cleverhans has no R+FGSM: its FGSM from our random start (our cleverhans backend)
+        "rfgsm": {"cleverhans": lambda rfgsm=attacks.make("rfgsm", eps=eps,
+                                                           backend="cleverhans"):
+                  rfgsm(model, x, y)},
         "deepfool": {
             "ART DeepFool": lambda: DeepFool(
                 art, max_iter=50,
@@ -226,12 +282,17 @@ def attack_rows(model, x, y, eps, repeats):
     tables = []
     for name in only:
         attack = attacks.make(name, **ours[name])
-        runs = {f"tfadv {name}": lambda attack=attack: attack(model, x, y), **peers[name]}
+        runs = {f"tfadv {name}": lambda attack=attack: attack(model, x, y)}
+        if name in NATIVE:  # the compiled loop with XLA too (slower on CPUs: DESIGN.md)
+            runs[f"tfadv {name}, XLA"] = lambda a=attacks.make(
+                name, **ours[name], jit_compile=True): a(model, x, y)
+        first_peer = len(runs)
+        runs.update(peers[name])
         print(f"  {name}: {', '.join(runs)}", flush=True)
         table = time_runs(runs, model, x, y, None, repeats, once=slow_peers)
         table.insert(0, "attack", name)
-        table["speedup_vs_peer"] = (table.seconds.iloc[1] / table.seconds if len(table) > 1
-                                    else np.nan)
+        table["speedup_vs_peer"] = (table.seconds.iloc[first_peer] / table.seconds
+                                    if len(table) > first_peer else np.nan)
         tables.append(table)
     columns = ["attack", "implementation", "images", "success_rate", "l2_mean_successful",
                "linf_mean_successful", "seconds", "seconds_min", "seconds_max",
@@ -465,15 +526,21 @@ def main(argv):
     # precision (mixed bfloat16 on CPUs with AMX/AVX512-BF16, as the cifar presets use).
     from tfadv.models.train import resolve_precision
     precision = resolve_precision(FLAGS.precision or "auto")
-    model, test = benchmark_model(source, seed, precision, FLAGS.cache_dir)
+    model, test = benchmark_model(source, seed, precision, FLAGS.cache_dir, FLAGS.architecture)
     picked = data.subset(test, n=FLAGS.n, seed=seed)
     out = cache.path(FLAGS.out or report.PROJECT_ROOT / "results" / "benchmark")
     if argv[1] == "attacks":
         table = attack_rows(model, picked.images, picked.labels, FLAGS.eps, FLAGS.repeats)
         report.save_table(table, out, "benchmark_attacks")
         print(f"attacks, untargeted, eps {FLAGS.eps:.4f}, {len(picked.labels)} images of "
-              f"{source}, tiny CNN in {precision}, CPU; seconds: median of {FLAGS.repeats}")
+              f"{source}, {FLAGS.architecture} in {precision}, CPU; seconds: median of "
+              f"{FLAGS.repeats}")
         print(table.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
+        if FLAGS.paper_batch:
+            paper = paper_shape_rows(FLAGS.paper_batch, precision)
+            report.save_table(paper, out, "benchmark_attacks_paper_shape")
+            print(f"paper shape, {precision}, CPU; seconds: median of 2")
+            print(paper.to_string(index=False, float_format=lambda v: f"{v:.3g}"))
         return
     rng = np.random.default_rng(seed)
     targets = (picked.labels + rng.integers(1, test.num_classes, len(picked.labels))) \

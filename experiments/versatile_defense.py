@@ -8,7 +8,7 @@ six attack-specific purifiers against seven attacks, DeepFool unseen); Table 2
 (``table2_comparison``: the versatile purifier beside the matching attack-specific one,
 Random Resizing, Pixel Deflection + WD, Super-Resolution + WD); Fig 3 (``quality``: MAE,
 PSNR, SSIM); Fig 4 (``robustness``: PGD and MI-FGSM, 10..100 iterations at eps 2, 5,
-10/255); Fig 5 (``visual.png``); 3.4.1 with ``--png_roundtrip`` (rows after a PNG round
+10/255, each eps one 100-step run whose iterates give the shorter counts); Fig 5 (``visual.png``); 3.4.1 with ``--png_roundtrip`` (rows after a PNG round
 trip). Beyond the paper: ``table_adaptive`` (PGD that sees the defense: exact gradients,
 BPDA or EOT from each defense's declared properties, with a ``sanity`` column) and
 ``purifier_training`` (losses, recovered accuracy per epoch). Readings: notes/DECISIONS.md.
@@ -36,6 +36,10 @@ PD+WD 37.0, SR+WD 76.6. Measured (notes/RESULTS.md): quick Table 2 averages vers
 attack-specific 85.6, Random Resizing 31.2, PD+WD 28.0, SR+WD 40.9, adaptive PGD takes the
 versatile purifier from 83% to 21%; cifar versatile 38.5, attack-specific 40.0 (clean, C&W,
 DeepFool restored to 84-98%, the 16/255 Linf attacks only to 3-16%; --steps=constant 57.5).
+
+The gradient attacks (FGSM, BIM, PGD, MI-FGSM) are the suite's native compiled loops (the same
+images as cleverhans', tests/attacks/test_native_kernels.py), run inside the strategy's scope;
+AutoAttack is ART's, as the paper ran it (``version="art"``).
 
 Runtime (2-core CPU): smoke ~30 s, quick ~3 min (13 s cached), cifar 49 min (+1 h for the
 classifier if not cached), paper: 6.5 h on one H100, projected from counted FLOPs
@@ -95,7 +99,9 @@ _PAPER = dict(
     aa_apgd_max_iter=100, aa_nb_random_init=5, aa_deepfool_max_iter=100,
     aa_square_max_iter=5000, aa_square_restarts=5,
     deepfool_max_iter=50, deepfool_overshoot=0.02,
-    attack_batch_size=32, shard_size=250,
+    # images per compiled attack call (the gradient attacks' and C&W's batches: C&W drops its
+    # finished images, so it starts wider); ART's AutoAttack takes at most 128
+    attack_batch_size=128, cw_batch_size=256, shard_size=250,
     # at 5,000 test images of 256x256: attacked test sets stored in float16 (half the disk;
     # the training sets always are) and defended 1,000 images at a time (host RAM)
     test_dtype="float16", eval_chunk=1000,
@@ -184,21 +190,24 @@ def presets_for(data_source: str | None) -> dict:
     return {**PRESETS, **{k: dict(PRESETS[k], **_RGB_SMALL) for k in ("smoke", "quick")}}
 
 
-def attack_params(config: dict) -> dict:
-    """``attacks.make`` parameters of every attack of the run (pixel units)."""
+def attack_params(config: dict, jit_compile: bool = False) -> dict:
+    """``attacks.make`` parameters of every attack of the run (pixel units); the gradient
+    attacks run as native compiled loops, with XLA when ``jit_compile`` (on a GPU or TPU)."""
     eps, step, iters, batch = (config["eps"], config["eps_iter"], config["nb_iter"],
                                config["attack_batch_size"])
+    native = dict(backend="native", jit_compile=bool(jit_compile), batch_size=batch)
     return {
-        "fgsm": dict(eps=eps, batch_size=batch),
-        "bim": dict(eps=eps, eps_iter=step, nb_iter=iters, batch_size=batch),
-        "pgd": dict(eps=eps, eps_iter=step, nb_iter=iters, seed=config["seed"],
-                    batch_size=batch),
-        "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=iters, batch_size=batch),
+        "fgsm": dict(eps=eps, **native),
+        "bim": dict(eps=eps, eps_iter=step, nb_iter=iters, **native),
+        "pgd": dict(eps=eps, eps_iter=step, nb_iter=iters, seed=config["seed"], **native),
+        "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=iters, **native),
         "cw_l2": dict(binary_search_steps=config["cw_binary_search_steps"],
                       max_iterations=config["cw_max_iterations"],
                       learning_rate=config["cw_learning_rate"],
-                      initial_const=config["cw_initial_const"], batch_size=batch),
-        "autoattack": dict(eps=eps, apgd_max_iter=config["aa_apgd_max_iter"],
+                      initial_const=config["cw_initial_const"],
+                      batch_size=config["cw_batch_size"]),
+        # ART's AutoAttack, as paper 003 ran it (not the standard set: tfadv/attacks/autoattack.py)
+        "autoattack": dict(eps=eps, version="art", apgd_max_iter=config["aa_apgd_max_iter"],
                            nb_random_init=config["aa_nb_random_init"],
                            deepfool_max_iter=config["aa_deepfool_max_iter"],
                            square_max_iter=config["aa_square_max_iter"],
@@ -337,7 +346,11 @@ def run(config: dict, out: Path, timer=None) -> dict:
     print(f"classifier: {clf.description}; {len(train.labels)} training pairs per purifier, "
           f"{n_test} test images" + (f" ({short_classes} classes had too few correctly "
                                      "classified images)" if short_classes else ""), flush=True)
-    params = attack_params(config)
+    params = attack_params(config, training["jit_compile"])
+    # The attacks' copy of the classifier on the strategy's devices (the classifier itself on
+    # one CPU or GPU): inside the strategy's scope the native attacks split each batch over
+    # its replicas, as the purifiers' steps do.
+    attack_model = purifier.in_scope(classifier, strategy)
     features, perceptual_info = perceptual.choose(
         config["perceptual"], classifier=classifier, classifier_name=clf.description,
         vgg19_weights=config["vgg19_weights"], image_size=config["image_size"])
@@ -348,10 +361,10 @@ def run(config: dict, out: Path, timer=None) -> dict:
         """``attack`` on (x, y), cached in shards (one seed per shard for seeded attacks);
         ``lazy``: the shards memory-mapped instead of one array in memory."""
         dtype = config["test_dtype"] if split == "test" else dtype
-        return adversarial.adversarial_set(attack, p, classifier, clf.id, x, y, tag=split,
-                                           cache_dir=config["cache_dir"], dtype=dtype,
-                                           shard_size=config["shard_size"], log=log["shards"],
-                                           lazy=lazy)
+        with strategy.scope():
+            return adversarial.adversarial_set(
+                attack, p, attack_model, clf.id, x, y, tag=split, cache_dir=config["cache_dir"],
+                dtype=dtype, shard_size=config["shard_size"], log=log["shards"], lazy=lazy)
 
     # The monitor (beyond the paper): recovered accuracy after every epoch on the first
     # monitor_n attacked test images (copies: a slice keeps a 4 GB set alive in the paper's).
@@ -411,16 +424,17 @@ def run(config: dict, out: Path, timer=None) -> dict:
             + r_index)
     with timer("robustness"):  # Fig 4: no defense, versatile, the attack's own purifier
         n = min(config["robust_n"] or n_test, n_test)
-        robustness = robustness_sweep(
-            classifier, test.images[:n], y_test[:n], eps_values=config["robust_eps"],
-            attacks={a: (LABELS[a], params[a]) for a in config["robust_attacks"]},
-            iterations=config["robust_iterations"], max_eps_iter=config["eps_iter"],
-            defenses_for=lambda a: {DEFENSE_LABELS["none"]: defended["none"],
-                                    DEFENSE_LABELS["versatile"]: defended["versatile"],
-                                    "Atk-specific purifier": defended[f"specific_{a}"]},
-            correct=cached_correct(classifier, clf.id, test.images[:n], y_test[:n],
-                                   cache_dir=config["cache_dir"],
-                                   shard_size=config["shard_size"], log=log["shards"]))
+        with strategy.scope():  # one run per eps, its iterates scored at each count
+            robustness = robustness_sweep(
+                attack_model, test.images[:n], y_test[:n], eps_values=config["robust_eps"],
+                attacks={a: (LABELS[a], params[a]) for a in config["robust_attacks"]},
+                iterations=config["robust_iterations"], max_eps_iter=config["eps_iter"],
+                defenses_for=lambda a: {DEFENSE_LABELS["none"]: defended["none"],
+                                        DEFENSE_LABELS["versatile"]: defended["versatile"],
+                                        "Atk-specific purifier": defended[f"specific_{a}"]},
+                correct=cached_correct(attack_model, clf.id, test.images[:n], y_test[:n],
+                                       cache_dir=config["cache_dir"],
+                                       shard_size=config["shard_size"], log=log["shards"]))
     with timer("adaptive"):  # beyond the paper: gray-box PGD beside PGD that sees the defense
         n = min(config["adaptive_n"], n_test)
         pgd = dict(params["pgd"], nb_iter=config["adaptive_nb_iter"])
