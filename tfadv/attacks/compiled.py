@@ -35,14 +35,15 @@ _GRAPHS = weakref.WeakKeyDictionary()  # model -> {key: tf.function}
 
 def padded_rows(n: int, batch_size: int, replicas: int = 1, jit_compile: bool = False) -> int:
     """Rows of the compiled call for ``n`` images in batches of ``batch_size`` (see above):
-    the tail is padded to a multiple of MIN_ROWS, or under XLA (which compiles every shape
-    it sees) to a power of two; then to a multiple of ``replicas``."""
+    never fewer than MIN_ROWS (even for a batch_size below it); the tail is padded to a
+    multiple of MIN_ROWS, or under XLA (which compiles every shape it sees) to a power of
+    two; then to a multiple of ``replicas``."""
     if n >= batch_size:
-        rows = batch_size
+        rows = max(batch_size, MIN_ROWS)
     elif jit_compile:
-        rows = min(batch_size, max(MIN_ROWS, 1 << (n - 1).bit_length()))
+        rows = min(max(batch_size, MIN_ROWS), max(MIN_ROWS, 1 << (n - 1).bit_length()))
     else:
-        rows = min(batch_size, -(-n // MIN_ROWS) * MIN_ROWS)
+        rows = min(max(batch_size, MIN_ROWS), -(-n // MIN_ROWS) * MIN_ROWS)
     return -(-rows // replicas) * replicas
 
 
