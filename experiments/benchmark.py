@@ -19,6 +19,12 @@ untargeted, on the same model and images; ``--only=cw_l2,uap`` picks attacks; wr
 ``benchmark_attacks.csv``. ART peers that take minutes are timed once, without a warm-up.
 Measured figures are in notes/RESULTS.md.
 
+``attacks`` also has the native compiled FGSM/BIM/PGD/MI-FGSM/R+FGSM (with and without XLA)
+beside cleverhans (``--architecture=resnet18_w32`` attacks the cifar presets' ResNet-18), and
+a paper-shape row (``--paper_batch=64``): PGD input gradients per second on Inception-v3 at
+299x299. The standard AutoAttack's cross-check against torchattacks and ART's APGD-CE is
+``experiments.benchmark_autoattack.autoattack_crosscheck`` (needs torch; notes/RESULTS.md).
+
 ``purifier`` (paper 003): seconds per training step of the pix2pix purifier (U-Net +
 PatchGAN + VGG19 perceptual loss with random weights: timing only) at ``--size``, batch
 ``--purifier_batch``, in float32 and mixed_bfloat16: the old Python loop beside the compiled
@@ -52,6 +58,7 @@ flags.DEFINE_float("eps", 8 / 255, "attacks: Linf eps of the gradient attacks")
 flags.DEFINE_list("only", None, "attacks: run only these attacks (default: all)")
 flags.DEFINE_enum("architecture", "tiny_cnn", ["tiny_cnn", "resnet18_w32"],
                   "attacks/jsma: the attacked model (resnet18_w32: the cifar presets' ResNet-18)")
+flags.DEFINE_bool("xla_rows", True, "attacks: also time the native kernels with XLA")
 flags.DEFINE_integer("paper_batch", 64, "attacks: batch of the paper-shape row (Inception-v3 "
                      "at 299x299, random weights: timing only); 0 skips it")
 flags.DEFINE_integer("repeats", 3, "timed runs of each implementation (the median is reported)")
@@ -283,7 +290,7 @@ def attack_rows(model, x, y, eps, repeats):
     for name in only:
         attack = attacks.make(name, **ours[name])
         runs = {f"tfadv {name}": lambda attack=attack: attack(model, x, y)}
-        if name in NATIVE:  # the compiled loop with XLA too (slower on CPUs: DESIGN.md)
+        if name in NATIVE and FLAGS.xla_rows:  # XLA too (slower on CPUs: DESIGN.md)
             runs[f"tfadv {name}, XLA"] = lambda a=attacks.make(
                 name, **ours[name], jit_compile=True): a(model, x, y)
         first_peer = len(runs)

@@ -1,7 +1,8 @@
 """Carlini & Wagner L2 / Linf / L0 (tfadv.attacks.cw, cw_linf, cw_l0) on the digits model:
 success (untargeted and targeted), perturbations no larger than a naive baseline's in each
 attack's own norm, near-minimality, L0's exactly unchanged pixels, Linf's tau, batch
-independence, images already adversarial, bad parameters, and cross-checks against Foolbox
+independence, finished images dropped from a round without changing results, XLA rounds,
+images already adversarial, bad parameters, and cross-checks against Foolbox
 3.3.4's L2CarliniWagnerAttack and (slow) ART 1.20.1's CarliniLInfMethod. The shared contract
 (shape, dtype, range, no mutation, tensor input, empty batch) is in test_attack_contract.py."""
 
@@ -104,23 +105,76 @@ def test_images_already_adversarial_are_returned_unchanged(name, model, images):
 
 
 # Tiny settings: what matters is that nothing depends on the batch (per-image c, tau, allowed
-# pixels, Adam state, stops; compiled calls padded to 16 rows) and that it is deterministic.
-@pytest.mark.parametrize("name,params", [
-    ("cw_l2", dict(binary_search_steps=3, max_iterations=40, initial_const=0.1)),
+# pixels, Adam state, stops; compiled calls of whole 16-row packets) and that it is
+# deterministic. 40 images: one call of 48 rows at batch_size 256 (finished images leave it
+# for 16-row calls), uneven batches of 7 (16 rows each), batches of 20 (32 rows), one image.
+BATCH_CASES = [  # cw_l2 from a small c: its first round's images stop early, at various steps
+    ("cw_l2", dict(binary_search_steps=3, max_iterations=40, initial_const=0.01)),
     ("cw_linf", dict(max_iterations=40, max_rounds=12)),
     ("cw_l0", dict(binary_search_steps=3, max_iterations=40, initial_const=0.1,
                    max_rounds=5)),
-])
-def test_result_does_not_depend_on_batch(name, params, trained, model):
-    x, y = trained.test.images[:10].copy(), trained.test.labels[:10].copy()  # some wrong
+]
+
+
+@pytest.fixture(scope="module")
+def batch40(trained):
+    return trained.test.images[:40].copy(), trained.test.labels[:40].copy()  # some wrong
+
+
+@pytest.mark.parametrize("name,params", BATCH_CASES)
+def test_result_does_not_depend_on_batch(name, params, batch40, model):
+    x, y = batch40
     x_before = x.copy()
     whole = attacks.make(name, **params, batch_size=256)(model, x, y)
     np.testing.assert_array_equal(x, x_before)
     assert not np.array_equal(whole, x)
-    np.testing.assert_array_equal(attacks.make(name, **params, batch_size=3)(model, x, y), whole)
-    np.testing.assert_array_equal(attacks.make(name, **params)(model, x[4:5], y[4:5]),
-                                  whole[4:5])
+    for batch_size in (7, 20):
+        np.testing.assert_array_equal(
+            attacks.make(name, **params, batch_size=batch_size)(model, x, y), whole)
+    for i in (4, 37):
+        np.testing.assert_array_equal(attacks.make(name, **params)(model, x[i:i + 1],
+                                                                   y[i:i + 1]), whole[i:i + 1])
     np.testing.assert_array_equal(attacks.make(name, **params)(model, x, y), whole)
+
+
+@pytest.mark.parametrize("name,params", BATCH_CASES)
+def test_dropping_finished_images_changes_nothing(name, params, batch40, model, monkeypatch):
+    """Rounds that go on with only their running images (smaller compiled calls) give exactly
+    the results of rounds that keep every row to the end (``cw._COMPACT = False``)."""
+    x, y = batch40
+    rounds = cw._Run.rounds
+
+    def counting(calls):
+        """``rounds`` that records each compiled call's (rows, steps)."""
+        def spy(self, fn, fixed, state, constants):
+            def counted(fixed_t, state_t, step, *rest):
+                out = fn(fixed_t, state_t, step, *rest)
+                calls.append((int(fixed_t[0].shape[0]), int(out[1]) - int(step)))
+                return out
+            return rounds(self, counted, fixed, state, constants)
+        return spy
+
+    compact, full = [], []
+    monkeypatch.setattr(cw._Run, "rounds", counting(compact))
+    dropped = attacks.make(name, **params)(model, x, y)
+    monkeypatch.setattr(cw._Run, "rounds", counting(full))
+    monkeypatch.setattr(cw, "_COMPACT", False)
+    kept = attacks.make(name, **params)(model, x, y)
+    np.testing.assert_array_equal(dropped, kept)
+    assert all(rows % 16 == 0 for rows, _ in compact + full)  # whole 16-row packets
+    assert min(compact)[0] == 16 and len(compact) > len(full)  # rows were dropped mid-round
+    row_steps = [sum(rows * steps for rows, steps in calls) for calls in (compact, full)]
+    assert row_steps[0] < row_steps[1], row_steps  # fewer rows x steps computed
+
+
+def test_l2_with_xla_matches(model, images):
+    """``jit_compile=True`` (XLA, for accelerators) runs the same rounds, up to rounding."""
+    x, y, _ = images
+    params = dict(binary_search_steps=3, max_iterations=40, initial_const=0.1)
+    plain = attacks.make("cw_l2", **params)(model, x, y)
+    xla = attacks.make("cw_l2", **params, jit_compile=True)(model, x, y)
+    np.testing.assert_array_equal(fooled(model, xla, y, None), fooled(model, plain, y, None))
+    np.testing.assert_allclose(xla, plain, atol=1e-4)
 
 
 # --------------------------------------------------------------------------- L2
@@ -255,6 +309,7 @@ def test_l0_unchanged_pixels_are_exactly_clean(targeted, adversarial, images):
 @pytest.mark.parametrize("name,params", [
     ("cw_l2", dict(binary_search_steps=0)), ("cw_l2", dict(max_iterations=1.5)),
     ("cw_l2", dict(abort_early="yes")), ("cw_l2", dict(confidence=-1.0)),
+    ("cw_l2", dict(jit_compile=1)), ("cw_l2", dict(batch_size=0)),
     ("cw_linf", dict(learning_rate=0.0)), ("cw_linf", dict(max_iterations=0)),
     ("cw_linf", dict(initial_const=-1e-5)), ("cw_linf", dict(largest_const=1e-6)),
     ("cw_linf", dict(const_factor=1.0)), ("cw_linf", dict(decrease_factor=1.0)),

@@ -244,11 +244,10 @@ def run_kernel(model, key, make, arrays, batch_size: int, constants=(), jit_comp
 
 
 def call_rows(batch_size: int) -> int:
-    """Images per compiled call: ``batch_size``, but never under ``compiled.MIN_ROWS``.
-    ``compiled.padded_rows`` pads a call to 16 rows only when ``batch_size`` allows it; below
-    16 rows this CPU (oneDNN) rounds input gradients differently (see tfadv/attacks/cw.py),
-    which changed FAB's results with ``batch_size`` 3 or 7 (FAB uses the gradient's values,
-    not only its signs)."""
+    """Images per compiled call: ``batch_size``, but never under ``compiled.MIN_ROWS`` (a call
+    is padded to 16 rows anyway: below 16 rows this CPU (oneDNN) rounds input gradients
+    differently (see tfadv/attacks/cw.py), which changed FAB's results with ``batch_size`` 3
+    or 7, as FAB uses the gradient's values, not only its signs)."""
     return max(batch_size, compiled.MIN_ROWS)
 
 

@@ -2,11 +2,12 @@
 one graph per model, and replicas of a ``tf.distribute`` strategy.
 
 - **Shapes.** A compiled call always sees a batch of ``padded_rows(n, batch_size)`` rows: the
-  batch size itself for every full batch, and for the tail (or a small call) a multiple of
-  ``MIN_ROWS`` (under XLA: a power of two), the rows being real images repeated. A traced
-  function generalises its batch axis after the second shape (``reduce_retracing``), and XLA
-  compiles a handful of shapes at most, never one per tail length: on a TPU (which needs static
-  shapes) a run with full batches compiles once. At least 16 rows also keeps results independent of the batch
+  batch size itself for every full batch, and for the tail (or a small call) its own length,
+  at least ``MIN_ROWS`` (under XLA: the next power of two), the rows being real images
+  repeated. A traced function generalises its batch axis after the second shape
+  (``reduce_retracing``), so tails never trace again; XLA compiles a handful of shapes at
+  most, never one per tail length: on a TPU (which needs static shapes) a run with full
+  batches compiles once. At least 16 rows also keeps results independent of the batch
   size: on this CPU (oneDNN) input gradients round differently for batches of 1-15 images
   than for 16 or more (see tfadv/attacks/cw.py).
 - **Precision.** Logits are cast to float32 before any loss, so a ``mixed_bfloat16`` model's
@@ -35,15 +36,16 @@ _GRAPHS = weakref.WeakKeyDictionary()  # model -> {key: tf.function}
 
 def padded_rows(n: int, batch_size: int, replicas: int = 1, jit_compile: bool = False) -> int:
     """Rows of the compiled call for ``n`` images in batches of ``batch_size`` (see above):
-    never fewer than MIN_ROWS (even for a batch_size below it); the tail is padded to a
-    multiple of MIN_ROWS, or under XLA (which compiles every shape it sees) to a power of
-    two; then to a multiple of ``replicas``."""
+    never fewer than MIN_ROWS (even for a batch_size below it); a shorter tail keeps its
+    length (padding is compute: 100 images padded to 112 cost a compute-bound network 12%),
+    except under XLA, which compiles every shape it sees: there it is padded to a power of
+    two. Then rounded up to a multiple of ``replicas``."""
     if n >= batch_size:
         rows = max(batch_size, MIN_ROWS)
     elif jit_compile:
         rows = min(max(batch_size, MIN_ROWS), max(MIN_ROWS, 1 << (n - 1).bit_length()))
     else:
-        rows = min(max(batch_size, MIN_ROWS), -(-n // MIN_ROWS) * MIN_ROWS)
+        rows = max(n, MIN_ROWS)
     return -(-rows // replicas) * replicas
 
 

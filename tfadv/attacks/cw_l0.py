@@ -19,7 +19,8 @@ from tfadv.batching import map_batches
 def cw_l0(model, x, y, target=None, *, confidence: float = 0.0, learning_rate: float = 1e-2,
           binary_search_steps: int = 5, max_iterations: int = 500,
           initial_const: float = 1e-3, remove_fraction: float = 0.3, max_rounds: int = 100,
-          abort_early: bool = True, batch_size: int = 128) -> np.ndarray:
+          abort_early: bool = True, batch_size: int = 256,
+          jit_compile: bool = False) -> np.ndarray:
     """Carlini's L0 attack, native and batched; inputs validated by ``make``.
 
     A pixel is all its channels (L0 counts pixels, as in the paper). Each image keeps a set
@@ -27,8 +28,9 @@ def cw_l0(model, x, y, target=None, *, confidence: float = 0.0, learning_rate: f
 
     1. The L2 attack (``cw_l2``'s compiled round and binary search: ``binary_search_steps``
        values of c, up to ``max_iterations`` Adam steps each, ``learning_rate``,
-       abort-early) restricted to the allowed pixels: ``x' = where(allowed, (tanh(w) + 1) /
-       2, x)``, so a pixel outside the set is exactly x, never a tanh round trip of it.
+       abort-early, finished images dropped from the batch) restricted to the allowed
+       pixels: ``x' = where(allowed, (tanh(w) + 1) / 2, x)``, so a pixel outside the set is
+       exactly x, never a tanh round trip of it.
     2. On a success ``x'`` (the smallest-L2 one), each changed pixel gets the score
        ``sum_channels |g * (x' - x)|``, g the gradient of the margin at ``x'``: how much the
        pixel's change moves the classification, at first order.
@@ -67,15 +69,15 @@ def cw_l0(model, x, y, target=None, *, confidence: float = 0.0, learning_rate: f
       time or less for a mean L0 of 2.5 instead of 2.0 pixels untargeted (4.5 instead of 4.4
       targeted).
     """
-    run = _make_run(model, target, confidence, learning_rate, max_iterations, abort_early)
+    run = _make_run(model, target, confidence, learning_rate, max_iterations, abort_early,
+                    batch_size, jit_compile)
     binary_search_steps = checks.integer("binary_search_steps", binary_search_steps, 1)
     initial_const = checks.positive("initial_const", initial_const)
     remove_fraction = checks.fraction("remove_fraction", remove_fraction)
     max_rounds = checks.integer("max_rounds", max_rounds, 1)
-    batch_size = checks.integer("batch_size", batch_size, 1)
     return map_batches(lambda xb, yb: _l0_batch(
         run, xb, yb, binary_search_steps, initial_const, remove_fraction, max_rounds),
-        x, y if target is None else target, batch_size=batch_size)
+        x, y if target is None else target, batch_size=run.batch_size)
 
 
 _POLISH_PREFIXES = 32  # prefix lengths tried by the polish step (all of them up to 32 pixels)

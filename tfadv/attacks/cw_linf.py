@@ -1,23 +1,20 @@
 """Carlini & Wagner's Linf attack (paper sec. V-C, ``li_attack.py``), native and batched.
 
 The tau method, on the machinery shared with the L2 and L0 attacks (``cw.py``: tanh space,
-Carlini's margin, hand-written Adam in one compiled loop per round, per-image state, compiled
-calls of at least ``_MIN_ROWS`` rows); see ``cw_linf``'s docstring for the algorithm and every
-deviation from Carlini's code.
+Carlini's margin, hand-written Adam in compiled loops, per-image state, finished images
+dropped from the batch within a round, compiled calls of whole 16-row packets); see
+``cw_linf``'s docstring for the algorithm and every deviation from Carlini's code.
 """
 
 from __future__ import annotations
-
-import weakref
 
 import numpy as np
 import tensorflow as tf
 
 from tfadv import checks
-from tfadv.attacks.cw import _BETA1, _BETA2, _logits, _make_run, _margin, _rows, _to_tanh
+from tfadv.attacks import compiled
+from tfadv.attacks.cw import _BETA1, _BETA2, _keep_going, _logits, _make_run, _margin, _to_tanh
 from tfadv.batching import map_batches
-
-_ROUNDS = weakref.WeakKeyDictionary()  # model -> its compiled Linf round
 
 
 def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
@@ -25,7 +22,7 @@ def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
             initial_const: float = 1e-5, largest_const: float = 20.0,
             const_factor: float = 2.0, decrease_factor: float = 0.9,
             tau_min: float = 1 / 256, abort_early: bool = True, max_rounds: int = 100,
-            batch_size: int = 128) -> np.ndarray:
+            batch_size: int = 256, jit_compile: bool = False) -> np.ndarray:
     """Carlini's Linf attack, native and batched; inputs validated by ``make``.
 
     Each image minimises, in tanh space, ``c * f(x') + sum_i max(|x'_i - x_i| - tau, 0)``
@@ -38,7 +35,8 @@ def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
     ``c >= largest_const`` (gives up) or after ``max_rounds`` rounds. The result is its last,
     hence smallest-Linf, success; an image that never succeeds is returned unchanged. tau
     starts at 1 and c at ``initial_const``; c is not reset when tau shrinks. Every image has
-    its own tau, c and state; each round is one compiled loop over the images still running.
+    its own tau, c and state; each round is a compiled loop over the images still running
+    (those that stop leave the batch within the round too). ``jit_compile``: XLA for it.
 
     The defaults are Carlini's (``li_attack.py``). With them an image takes at most
     53 successful rounds (0.9^53 < 1/256) and 21 failed ones (1e-5 * 2^21 > 20), so
@@ -62,7 +60,8 @@ def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
       Carlini's code would return a tanh round trip of it.
     - Carlini's ``reduce_const`` option (off by default there) is not offered.
     """
-    run = _make_run(model, target, confidence, learning_rate, max_iterations, abort_early)
+    run = _make_run(model, target, confidence, learning_rate, max_iterations, abort_early,
+                    batch_size, jit_compile)
     initial_const = checks.positive("initial_const", initial_const)
     largest_const = checks.positive("largest_const", largest_const)
     if largest_const <= initial_const:
@@ -74,10 +73,9 @@ def cw_linf(model, x, y, target=None, *, confidence: float = 0.0,
     decrease_factor = checks.fraction("decrease_factor", decrease_factor, include_one=False)
     tau_min = checks.fraction("tau_min", tau_min)
     max_rounds = checks.integer("max_rounds", max_rounds, 1)
-    batch_size = checks.integer("batch_size", batch_size, 1)
     return map_batches(lambda xb, yb: _linf_batch(
         run, xb, yb, initial_const, largest_const, const_factor, decrease_factor, tau_min,
-        max_rounds)[0], x, y if target is None else target, batch_size=batch_size)
+        max_rounds)[0], x, y if target is None else target, batch_size=run.batch_size)
 
 
 def _linf_batch(run, x, labels, initial_const, largest_const, const_factor, decrease_factor,
@@ -94,18 +92,19 @@ def _linf_batch(run, x, labels, initial_const, largest_const, const_factor, decr
     running = run.gaps(x, labels) <= run.confidence
     found_tau[~running] = 0.0
     stop_at_success = tf.constant(run.abort_early)
-    linf_round = _compiled_round(run.fns.model)
+    linf_round = _compiled_round(run.fns.model, run.fns.jit_compile)
+    onehot = run.onehot(labels)
     for _ in range(max_rounds):
         idx = np.flatnonzero(running)
         if not len(idx):
             break
-        sel = idx[_rows(len(idx))]
         k = len(idx)
-        found, linf, adv, w2, m2, v2, t2 = (r.numpy()[:k] for r in linf_round(
-            tf.constant(x[sel]), tf.constant(w[sel]), tf.constant(m[sel]), tf.constant(v[sel]),
-            tf.constant(t[sel]), run.onehot(labels[sel]),
-            tf.constant(const[sel], tf.float32), tf.constant(tau[sel], tf.float32),
-            run.targeted, run.kappa, run.lr, run.max_iter, run.check_every, stop_at_success))
+        _, _, found, linf, adv, w2, m2, v2, t2 = run.rounds(
+            linf_round, (x[idx], onehot[idx], const[idx].astype(np.float32),
+                         tau[idx].astype(np.float32)),
+            (np.ones(k, bool), np.full(k, np.inf, np.float32), np.zeros(k, bool),
+             np.full(k, np.inf, np.float32), x[idx], w[idx], m[idx], v[idx], t[idx]),
+            (run.targeted, run.kappa, run.lr, run.max_iter, run.check_every, stop_at_success))
         won, lost = idx[found], idx[~found]
         out[won] = adv[found]
         found_tau[won] = tau[won].astype(np.float32)
@@ -117,33 +116,27 @@ def _linf_batch(run, x, labels, initial_const, largest_const, const_factor, decr
     return out, found_tau
 
 
-def _compiled_round(model):
-    if model not in _ROUNDS:
-        _ROUNDS[model] = _make_round(model)
-    return _ROUNDS[model]
+def _compiled_round(model, jit_compile=False):
+    """The model's compiled Linf round, built once per model (and XLA setting)."""
+    return compiled.graph(model, ("cw_linf", bool(jit_compile)),
+                          lambda: compiled.function(_linf_round(model), jit_compile))
 
 
-def _make_round(model):
+def _linf_round(model):
+    """The Linf round's Python function for ``model`` (compiled by ``_compiled_round``)."""
 
-    @tf.function(reduce_retracing=True)
-    def linf_round(x, w, m, v, t, onehot, const, tau, targeted, confidence, lr, max_iter,
+    def linf_round(fixed, state, step, real, stop_at, targeted, confidence, lr, max_iter,
                    check_every, stop_at_success):
-        """One (tau, c) round of the Linf attack from the carried state (w, m, v, t).
-
-        Returns whether each image succeeded (adversarial with every |x' - x| <= tau),
-        the Linf and image of its best success, and the state after the round.
+        """Steps of one (tau, c) round of the Linf attack (``_Run.rounds``' ``fn``): from the
+        carried state (w, m, v, t), whether each image succeeded (adversarial with every
+        |x' - x| <= tau), the Linf and image of its best success, and the state after them.
         """
-        n = tf.shape(x)[0]
-        active = tf.ones(n, tf.bool)
-        previous = tf.fill([n], np.inf)
-        found = tf.zeros(n, tf.bool)
-        best_linf = tf.fill([n], np.inf)
-        best_adv = x
+        x, onehot, const, tau = fixed
+        active, previous, found, best_linf, best_adv, w, m, v, t = state
         tau4 = tau[:, None, None, None]
-        step = tf.constant(0)
-        while tf.logical_and(step < max_iter, tf.reduce_any(active)):
+        while _keep_going(step, max_iter, active, real, stop_at):
             step += 1
-            with tf.GradientTape() as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as tape:
                 tape.watch(w)
                 x_adv = (tf.tanh(w) + 1.0) / 2.0
                 gap = _margin(_logits(model, x_adv), onehot, targeted)
@@ -170,6 +163,6 @@ def _make_round(model):
             check = tf.equal(step % check_every, 0)
             active = tf.where(check, active & (loss < 0.9999 * previous), active)
             previous = tf.where(check, loss, previous)
-        return found, best_linf, best_adv, w, m, v, t
+        return (active, previous, found, best_linf, best_adv, w, m, v, t), step
 
     return linf_round
