@@ -26,9 +26,17 @@ pairs, 5,000 test images, eps 16/255, 40 steps of 0.01, purifiers at 256x256 wit
 filters, 100 epochs, Adam(2e-4 x sqrt(batch), 0.5) on 16 pairs per device (a stated
 deviation from pix2pix's batch 1, which ``--set=batch_size=1`` restores), ImageNet VGG19
 perceptual loss; missing data or weights stop it at once); ``cifar`` (CIFAR-10, the zoo's
-cifar10_resnet18_w32, 3,000 pairs, 500 test images, 32x32 purifiers, 12 epochs, the
-classifier's features as a SUBSTITUTE perceptual network, said loudly in every table); ``quick`` (digits, offline, eps 48/255, the
-zoo's digits_tiny_cnn, 600 pairs; with ``--data`` a tiny CNN on 10,000 images); ``smoke``.
+cifar10_resnet18_w32, the paper's data at 32x32: 18,000 pairs = 1,800 training images per
+class, each attacked by one attack, 3,000 per attack-specific purifier; 300 validation images
+for the monitor, 500 test images; 32x32 purifiers, 15 epochs, Adam 8e-4 (2e-4 x sqrt(16)),
+beta_1 0.5; an independent perceptual network, the zoo's VGG-style cifar10_vgg6_w32, each
+layer normalised by its mean |activation| on clean images: a SUBSTITUTE for VGG19, said
+loudly in every table; ``--set=perceptual=classifier`` uses the attacked classifier's
+features instead); ``quick`` (digits, offline, eps 48/255, the zoo's digits_tiny_cnn, 600
+pairs per purifier; with ``--data`` a tiny CNN on 10,000 images); ``smoke``. Every preset
+writes ``diagnostics`` (beyond the paper: purified noise vs purified attacks, a second
+classifier, test-time dropout, what is left of the perturbation). Ablations:
+``--set=dropout_blocks=N`` (pix2pix: 3), ``--set=l1_range=signed`` (L1 on [-1, 1]).
 
 Expected (paper, accuracy %): no defense 0-26 under attack; attack-specific purifiers 76-81
 on average (Table 1); versatile 86.0 vs attack-specific 87.1 (Table 2); Random Resizing 50.4,
@@ -91,6 +99,13 @@ _PAPER = dict(
     # class. The paper's "No defense / Clean" is 100%: test images are ones the classifier
     # gets right (picked from test_pool_per_class candidates of each class).
     train_per_class=18, test_per_class=5, test_pool_per_class=15, test_correct_only=True,
+    # beyond the paper: validation images for the per-epoch monitor, drawn from the training
+    # split beside the training images (the test images are read once, at the end)
+    val_per_class=1,
+    # an attack's own purifier trains on its share of the 18,000 pairs (the 3,000 images the
+    # paper's training set has of that attack: 3 per class); "all": every training image
+    # attacked by it (6x the attack runs; the quick/smoke presets, whose digits are few)
+    specific_pairs="share",
     # attacks (paper 3.1.4); C&W: cleverhans' carlini_wagner_l2 defaults; AutoAttack: ART's
     # defaults (our wrapper's); DeepFool (unseen): the original's settings.
     eps=PAPER_EPS, eps_iter=PAPER_EPS_ITER, nb_iter=PAPER_NB_ITER,
@@ -112,6 +127,12 @@ _PAPER = dict(
     # 8e-4 at 16); --set=batch_size=1 restores pix2pix's batch 1 and 2e-4 exactly.
     base_filters=64, batch_size=0, batch_per_replica=16, lr_scaling="sqrt", epochs=100,
     learning_rate=2e-4, beta_1=0.5, perceptual="vgg19",
+    # perceptual_norm: each feature layer divided by its mean |activation| on clean images
+    # (for networks whose features are small next to VGG19's on 0-255 inputs; the paper's
+    # VGG19 is used as it is). Ablations (paper 003 / pix2pix readings): dropout in the U-Net's
+    # first dropout_blocks up blocks (pix2pix: 3), the L1 term on [0, 1] ("unit") or pix2pix's
+    # [-1, 1] ("signed"); test-time dropout is a column of the diagnostics.
+    perceptual_norm=False, dropout_blocks=3, l1_range="unit",
     # how the training step runs (not what it learns): updates per compiled call, XLA (a
     # TPU's requirement; used on GPUs and TPUs only: on a CPU its kernels are slower), a
     # checkpoint every this many minutes besides every epoch's end
@@ -129,26 +150,36 @@ _PAPER = dict(
     # monitor_n test images attacked by its attack(s) is logged (purifier_training.csv);
     # nothing is chosen with it (the last epoch's purifier is the one evaluated)
     monitor_n=200,
+    # beyond the paper: diagnostics.csv (why a purifier recovers an attack or not) on the
+    # first diagnostics_n test images (0: all), with a second classifier of the zoo trained
+    # at another seed (None: the column is left out; inception_v3 has no second)
+    diagnostics_n=500, second_classifier=None,
     # TensorFlow op determinism: the same seed gives the same purifiers. Off for the GPU
     # preset (slower there, and some GPU kernels have no deterministic version).
     deterministic=False,
 )
 
-# CIFAR-10 on a 2-core CPU, sized from measured speeds (ResNet-18 w32 bf16: PGD-40 ~19
-# images/s, C&W ~8, AutoAttack ~22; purifier training ~220 pairs/s at batch 16). Pilots: more
-# pairs beat more epochs. Batch 16 instead of 1 takes fewer, larger steps: Adam 1e-3.
+# CIFAR-10 on a 2-core CPU: paper 003's data at 32x32 (18,000 training pairs, 1,800 per
+# class, each attacked by one attack; 3,000 per attack-specific purifier), trained with the
+# paper preset's optimiser rule (Adam 2e-4 x sqrt(batch 16) = 8e-4, beta_1 0.5) for 15 epochs
+# of the multi-step schedule; an independent perceptual network (the zoo's VGG-style
+# cifar10_vgg6_w32, per-layer normalised), a validation split for the monitor. Sized from
+# measured speeds (ResNet-18 w32 bf16: PGD-40 ~19 images/s, C&W ~10, AutoAttack ~22;
+# purifier training ~200 pairs/s at batch 16) to finish in about 1.5 h with the classifier
+# cached (notes/RESULTS.md).
 _CIFAR = dict(
     _PAPER, data="cifar10", classifier="cifar10_resnet18_w32", image_size=32, deterministic=True,
-    train_per_class=300, test_per_class=50, test_pool_per_class=0,
+    train_per_class=1800, val_per_class=30, test_per_class=50, test_pool_per_class=0,
     cw_binary_search_steps=2, cw_max_iterations=50,
     aa_apgd_max_iter=10, aa_nb_random_init=1, aa_deepfool_max_iter=10,
     aa_square_max_iter=50, aa_square_restarts=1,
-    attack_batch_size=128, shard_size=200, test_dtype="float32", eval_chunk=0,
-    base_filters=32, batch_size=16, lr_scaling="none", epochs=12, learning_rate=1e-3,
-    perceptual="classifier", steps_per_call=32, jit_compile=False,
+    attack_batch_size=128, shard_size=500, test_dtype="float32", eval_chunk=0,
+    base_filters=32, batch_size=16, lr_scaling="sqrt", epochs=15,
+    perceptual="cifar10_vgg6_w32", perceptual_norm=True, steps_per_call=32, jit_compile=False,
     sr_images=5000, sr_epochs=5, sr_batch_size=32, sr_filters=32, sr_blocks=4,
     robust_iterations=[10, 25, 50, 100], robust_n=100, quality_n=0,
-    adaptive_n=100, adaptive_eot=4, sanity_n=50, monitor_n=500,
+    adaptive_n=100, adaptive_eot=4, sanity_n=50, monitor_n=300,
+    second_classifier="cifar10_vgg6_w32",
 )
 
 # Small classifiers for quick/smoke: the zoo's digits tiny CNN (paper 001's quick and smoke
@@ -159,21 +190,24 @@ _CIFAR = dict(
 _DIGITS_EPS = 48 / 255
 _DIGITS = dict(
     _CIFAR, data="digits", classifier="digits_tiny_cnn", image_size=8, precision="auto",
+    val_per_class=20, specific_pairs="all", lr_scaling="none", learning_rate=1e-3,
+    perceptual="classifier", perceptual_norm=False, second_classifier=None, monitor_n=500,
     eps=_DIGITS_EPS, robust_eps=[_DIGITS_EPS * k / 16 for k in (2, 5, 10)],
     cw_binary_search_steps=5, cw_max_iterations=200,
     train_per_class=60, test_per_class=20, shard_size=200, attack_batch_size=256,
+    diagnostics_n=0,
     base_filters=32, batch_size=16, epochs=20, sr_images=0, sr_epochs=10, sr_filters=16,
     sr_blocks=2, robust_iterations=[10, 40, 100], robust_n=100, adaptive_n=100,
 )
 _SMOKE = dict(
     _DIGITS, classifier="digits_tiny_cnn_smoke", train_per_class=6, test_per_class=3, nb_iter=5,
+    val_per_class=3,
     cw_binary_search_steps=1, cw_max_iterations=10, aa_apgd_max_iter=5, aa_deepfool_max_iter=5,
     aa_square_max_iter=10, deepfool_max_iter=10, shard_size=40, base_filters=8, batch_size=10,
     epochs=3, sr_epochs=1, sr_filters=8, sr_blocks=1,
     robust_eps=[_DIGITS_EPS * 2 / 16, _DIGITS_EPS * 10 / 16],
     robust_iterations=[2, 5], robust_n=10, adaptive_n=10, adaptive_nb_iter=3, adaptive_eot=2,
-    sanity_n=5,
-    monitor_n=1000,  # every test image: the last epoch's number must equal Table 1's cell
+    sanity_n=5, monitor_n=1000,
 )
 PRESETS = {"smoke": _SMOKE, "quick": _DIGITS, "cifar": _CIFAR, "paper": _PAPER}
 # quick/smoke with --data other than digits (e.g. CIFAR-10): a tiny CNN on 10,000 images.
@@ -265,11 +299,12 @@ def load_images(config: dict):
     if config["classifier"] == "inception_v3":
         size, seed = config["image_size"], config["seed"]
         # uint8 (a quarter of float32's memory), converted a batch at a time where used
-        return tuple(imagenet.imagenet_subset(config["data"], split, config[per_class],
-                                          seed=seed + offset, size=size,
-                                          data_dir=config["data_dir"], dtype="uint8")
-                     for split, per_class, offset in (("train", "train_per_class", 1),
-                                                      ("test", "test_pool_per_class", 2)))
+        return tuple(imagenet.imagenet_subset(config["data"], split, per_class,
+                                              seed=seed + offset, size=size,
+                                              data_dir=config["data_dir"], dtype="uint8")
+                     for split, per_class, offset in (
+                         ("train", config["train_per_class"] + config["val_per_class"], 1),
+                         ("test", config["test_pool_per_class"], 2)))
     root = cache.root(config["cache_dir"])  # decoded datasets are cached too
     return tuple(data.resize(data.load(config["data"], split, data_dir=config["data_dir"],
                                        cache_dir=root), config["image_size"])
@@ -308,6 +343,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
     from tfadv.batching import pixels
     from tfadv.defenses import purifier
     from tfadv.evaluation import accuracy_percent, adversarial, predict
+    from tfadv.evaluation import purification as diagnostics_module
     from tfadv.evaluation.adaptive import table as adaptive_table
     from tfadv.evaluation.robustness import cached_correct, sweep as robustness_sweep
     from tfadv.models import perceptual, sr, zoo
@@ -334,26 +370,46 @@ def run(config: dict, out: Path, timer=None) -> dict:
                        verbose=config["preset"] in ("cifar", "paper"))
     classifier = clf.model
     with timer("data"):
-        train = train_full if config["classifier"] == "inception_v3" else data.subset(
-            train_full, per_class=config["train_per_class"], seed=seed + 1)
+        # training images, and validation images for the monitor from the ones left
+        train, rest = data.split(train_full, per_class=config["train_per_class"], seed=seed + 1)
+        val = data.subset(rest, per_class=config["val_per_class"], seed=seed + 3) \
+            if config["val_per_class"] else None
+        del rest
         assign = data.shares_per_class(train.labels, len(TRAIN_ATTACKS))
         correct = predict(classifier, test_pool.images, batch_size=64) == test_pool.labels \
             if config["test_correct_only"] else None
         test, short_classes = data.pick_per_class(test_pool, config["test_per_class"],
                                                   seed=seed + 2, prefer=correct)
-        del test_pool, correct  # 15,000 screened images at the paper's scale: 3 GB
+        del correct
     y_test, n_test = test.labels, len(test.labels)
-    print(f"classifier: {clf.description}; {len(train.labels)} training pairs per purifier, "
-          f"{n_test} test images" + (f" ({short_classes} classes had too few correctly "
-                                     "classified images)" if short_classes else ""), flush=True)
+    specific_n = len(train.labels) // len(TRAIN_ATTACKS) if config["specific_pairs"] == "share" \
+        else len(train.labels)
+    print(f"classifier: {clf.description}; {len(train.labels)} training pairs for the "
+          f"versatile purifier, {specific_n} for each attack-specific one, "
+          f"{0 if val is None else len(val.labels)} validation images, {n_test} test images"
+          + (f" ({short_classes} classes had too few correctly classified images)"
+             if short_classes else ""), flush=True)
     params = attack_params(config, training["jit_compile"])
     # The attacks' copy of the classifier on the strategy's devices (the classifier itself on
     # one CPU or GPU): inside the strategy's scope the native attacks split each batch over
     # its replicas, as the purifiers' steps do.
     attack_model = purifier.in_scope(classifier, strategy)
-    features, perceptual_info = perceptual.choose(
-        config["perceptual"], classifier=classifier, classifier_name=clf.description,
-        vgg19_weights=config["vgg19_weights"], image_size=config["image_size"])
+    def zoo_model(name, seed_offset=0):  # an independent network of the zoo, same data
+        return zoo.load(name, data=config["data"], data_dir=config["data_dir"],
+                        train=train_full, test=test_pool, seed=seed + seed_offset,
+                        cache_dir=config["cache_dir"],
+                        verbose=config["preset"] in ("cifar", "paper")).model
+
+    with timer("perceptual"):
+        features, perceptual_info = perceptual.choose(
+            config["perceptual"], classifier=classifier, classifier_name=clf.description,
+            vgg19_weights=config["vgg19_weights"], image_size=config["image_size"],
+            zoo_model=zoo_model,
+            normalise_on=pixels(train.images[:1000]) if config["perceptual_norm"] else None)
+        # the diagnostics' second classifier: the zoo's recipe at another seed
+        second = zoo_model(config["second_classifier"], seed_offset=1) \
+            if config["second_classifier"] else None
+    del test_pool  # 15,000 screened images at the paper's scale: 3 GB
     if perceptual_info["substitute"]:
         print(f"\n*** {perceptual_info['note']} ***\n", flush=True)
 
@@ -367,21 +423,23 @@ def run(config: dict, out: Path, timer=None) -> dict:
                 dtype=dtype, shard_size=config["shard_size"], log=log["shards"], lazy=lazy)
 
     # The monitor (beyond the paper): recovered accuracy after every epoch on the first
-    # monitor_n attacked test images (copies: a slice keeps a 4 GB set alive in the paper's).
-    n_monitor = min(config["monitor_n"], n_test)
-    x_monitor = {}
+    # monitor_n validation images attacked by each attack (never the test images).
+    n_monitor = 0 if val is None else min(config["monitor_n"], len(val.labels))
+    x_monitor, y_val = {}, None if val is None else val.labels[:n_monitor]
     for attack in TRAIN_ATTACKS if n_monitor else ():
-        with timer("adversarial_test"):
-            x_monitor[attack] = attacked("test", attack, params[attack], test.images,
-                                         y_test, lazy=True)[:n_monitor]  # a float32 copy
+        with timer("adversarial_val"):
+            x_monitor[attack] = attacked("val", attack, params[attack], val.images[:n_monitor],
+                                         y_val)
 
     with timer("purifiers"):  # the six attack-specific purifiers and the versatile one
         purifiers, paths, histories = purifier.train_versatile(
-            TRAIN_ATTACKS, lambda a: attacked("train", a, params[a], train.images, train.labels,
-                                              "float16", lazy=True),
-            train.images, assign, monitor_sets=x_monitor, log=log, monitor_of=lambda xs: (
+            TRAIN_ATTACKS, lambda a, index: attacked(
+                "train", a, params[a], train.images[index], train.labels[index], "float16",
+                lazy=True),
+            train.images, assign, specific_pairs=config["specific_pairs"],
+            monitor_sets=x_monitor, log=log, monitor_of=lambda xs: (
                 lambda g: {"recovered_accuracy": accuracy_percent(
-                    classifier, purifier.purify(g, xs), y_test[:len(xs)])}),
+                    classifier, purifier.purify(g, xs), y_val[:len(xs)])}),
             features=features, cache_dir=config["cache_dir"],
             base_filters=config["base_filters"], batch_size=training["global"],
             epochs=config["epochs"], steps=config["steps"],
@@ -389,7 +447,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
             precision=config["precision"], verbose=config["preset"] in ("cifar", "paper"),
             strategy=strategy, steps_per_call=config["steps_per_call"],
             jit_compile=training["jit_compile"],
-            checkpoint_minutes=config["checkpoint_minutes"])
+            checkpoint_minutes=config["checkpoint_minutes"],
+            dropout_blocks=config["dropout_blocks"], l1_range=config["l1_range"])
     del x_monitor
     with timer("sr_network"):
         sr_images = pixels(train.images if not config["sr_images"] else data.subset(
@@ -422,6 +481,18 @@ def run(config: dict, out: Path, timer=None) -> dict:
             # the random defenses' seed: a fresh draw per row and mode
             seed_of=lambda r_index, evaluation: seed * 10_000 + 100 * (evaluation == "png")
             + r_index)
+    with timer("diagnostics"):  # beyond the paper: why the versatile purifier recovers or not
+        n = min(config["diagnostics_n"] or n_test, n_test)
+        x_clean, generator = pixels(test.images[:n]), defended["versatile"].model
+        inputs = {"clean": x_clean,
+                  f"clean + random sign noise (+-{config['eps'] * 255:.0f}/255)":
+                      diagnostics_module.sign_noise(x_clean, config["eps"], seed * 10_000 + 77),
+                  **{LABELS[row]: (lambda row=row: pixels(attacked(
+                      "test", row, params[row], test.images, y_test, lazy=True)[:n]))
+                     for row in ROWS if row != "clean"}}
+        diagnostics = diagnostics_module.diagnostics(
+            classifier, second, lambda x: purifier.purify(generator, x), x_clean, y_test[:n],
+            inputs, purify_dropout=lambda x: purifier.purify(generator, x, dropout=True))
     with timer("robustness"):  # Fig 4: no defense, versatile, the attack's own purifier
         n = min(config["robust_n"] or n_test, n_test)
         with strategy.scope():  # one run per eps, its iterates scored at each count
@@ -453,11 +524,15 @@ def run(config: dict, out: Path, timer=None) -> dict:
             out, config, table1=table1, table2=table2, histories=histories,
             quality_rows=quality_rows, examples=examples, robustness=robustness,
             adaptive=adaptive, test=test, classifier=classifier, classifier_name=clf.description,
-            perceptual_note=perceptual_info["note"], n_pairs=len(train.labels))
+            perceptual_note=perceptual_info["note"], n_pairs=len(train.labels),
+            n_specific_pairs=specific_n, diagnostics=diagnostics,
+            second_name=None if second is None else
+            f"{config['second_classifier']} (zoo, seed {seed + 1})")
     timer.seconds["total"] = sum(v for k, v in timer.seconds.items() if k != "total")
     info = versatile.run_record(
         config, timer, classifier=clf, perceptual=perceptual_info, attacks=params,
         train_labels=train.labels, assign=assign, n_test=n_test, short_classes=short_classes,
+        n_specific_pairs=specific_n, n_val=0 if val is None else len(val.labels),
         n_quality=n_quality, paths=paths, histories=histories, defended=defended, log=log,
         purifier_batch=training)
     report.save_json(out / "run.json", info)

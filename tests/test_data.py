@@ -639,3 +639,17 @@ def test_tfds_names_and_paths_are_told_apart(tmp_path):
     assert not data.is_tfds_name("some/folder")
     (tmp_path / "cifar10").mkdir()
     assert not data.is_tfds_name(str(tmp_path / "cifar10"))
+
+
+def test_split_is_subset_and_the_rest():
+    """split() gives subset()'s images and, disjoint from them, every other image in order:
+    paper 003's validation images come from the rest of the training split."""
+    full = _toy_set()
+    for kwargs in (dict(per_class=5), dict(n=9)):
+        picked, rest = data.split(full, seed=4, **kwargs)
+        np.testing.assert_array_equal(picked.images, data.subset(full, seed=4, **kwargs).images)
+        ours, others = _source_index(picked.images), _source_index(rest.images)
+        assert not set(ours) & set(others)
+        assert sorted([*ours, *others]) == list(range(len(full.labels)))
+        assert list(others) == sorted(others)
+        np.testing.assert_array_equal(rest.labels, full.labels[others])

@@ -84,6 +84,13 @@ def load(source: str, split: str = "train", *, data_dir: str | None = None,
 def subset(data: ImageSet, *, n: int | None = None, per_class: int | None = None,
            seed: int = 0) -> ImageSet:
     """A seeded random subset: ``n`` images overall, or ``per_class`` images of each class."""
+    return split(data, n=n, per_class=per_class, seed=seed)[0]
+
+
+def split(data: ImageSet, *, n: int | None = None, per_class: int | None = None,
+          seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """``(subset(data, ...), the images it left out)``: e.g. training images and a disjoint
+    validation pool drawn from the rest (in the dataset's order)."""
     if (n is None) == (per_class is None):
         raise ValueError("give exactly one of n= or per_class=")
     rng = np.random.default_rng(seed)
@@ -102,7 +109,9 @@ def subset(data: ImageSet, *, n: int | None = None, per_class: int | None = None
                                  f"per_class={per_class}")
             idx.append(rng.choice(members, per_class, replace=False))
         idx = rng.permutation(np.concatenate(idx))
-    return ImageSet(data.images[idx], data.labels[idx], data.class_names)
+    rest = np.setdiff1d(np.arange(len(data.labels)), idx)
+    return (ImageSet(data.images[idx], data.labels[idx], data.class_names),
+            ImageSet(data.images[rest], data.labels[rest], data.class_names))
 
 
 def shares_per_class(labels: np.ndarray, parts: int) -> np.ndarray:

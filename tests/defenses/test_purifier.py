@@ -16,6 +16,7 @@ import json
 import keras
 import numpy as np
 import pytest
+import tensorflow as tf
 
 from helpers import mixed_precision, op_determinism, pix2pix_networks, toy_pairs
 from tfadv import cache, defenses, models
@@ -303,8 +304,11 @@ def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
     settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
                     epochs=1, seed=0, verbose=False)
     log = {}
+    def attacked(name, index):
+        return attacked_sets[name][index]
+
     made, paths, histories = purifier.train_versatile(
-        ["a", "b"], attacked_sets.__getitem__, x_clean, assign, log=log, **settings)
+        ["a", "b"], attacked, x_clean, assign, log=log, **settings)
     assert list(made) == ["a", "b", "versatile"] and log == {"trained": ["a", "b", "versatile"]}
     for name, defense in made.items():
         assert defense.id == paths[name].stem and paths[name].exists()
@@ -315,6 +319,86 @@ def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
         "versatile", mixed, x_clean, pairs_id=f"versatile:{cache.digest(mixed)}", **settings)
     assert not trained and path == paths["versatile"]
     again = {}
-    purifier.train_versatile(["a", "b"], attacked_sets.__getitem__, x_clean, assign,
-                             log=again, **settings)
+    purifier.train_versatile(["a", "b"], attacked, x_clean, assign, log=again, **settings)
     assert again == {"cached": ["a", "b", "versatile"]}
+
+
+def test_train_versatile_share_gives_each_attack_only_its_own_images(tmp_path):
+    """specific_pairs="share" (the paper's data): attack k is asked for the images of its
+    share only, its purifier trains on those pairs, and the versatile purifier on the same
+    pairs as "all" would give it (image i attacked by attacks[assign[i]])."""
+    x_clean = toy_pairs(6, 8, seed=1)[1]
+    full = {"a": toy_pairs(6, 8, seed=2)[0], "b": toy_pairs(6, 8, seed=3)[0]}
+    assign = np.array([1, 0, 0, 1, 1, 0])
+    asked = {}
+
+    def attacked(name, index):
+        asked[name] = list(index)
+        return full[name][index]
+
+    settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
+                    epochs=1, seed=0, verbose=False)
+    _, paths, _ = purifier.train_versatile(["a", "b"], attacked, x_clean, assign,
+                                           specific_pairs="share", **settings)
+    assert asked == {"a": [1, 2, 5], "b": [0, 3, 4]}
+    mixed = np.where(assign[:, None, None, None] == 0, full["a"], full["b"])
+    _, path, _, trained = purifier.train_cached(
+        "versatile", mixed, x_clean, pairs_id=f"versatile:{cache.digest(mixed)}", **settings)
+    assert not trained and path == paths["versatile"]
+    own = full["a"][[1, 2, 5]]
+    _, path, _, trained = purifier.train_cached(
+        "a", own, x_clean[[1, 2, 5]], pairs_id=f"a:{cache.digest(own)}", **settings)
+    assert not trained and path == paths["a"]
+    with pytest.raises(ValueError, match="specific_pairs"):
+        purifier.train_versatile(["a", "b"], attacked, x_clean, assign, specific_pairs="some",
+                                 **settings)
+
+
+def test_l1_range_signed_doubles_the_l1_term():
+    """l1_range="signed" (pix2pix's [-1, 1] pixels): the same networks, batch and dropout
+    masks give exactly twice the L1 term; the other losses are unchanged."""
+    x, y = toy_pairs(4, 8, seed=2)
+    losses = {}
+    for l1_range in ("unit", "signed"):
+        generator, discriminator = pix2pix_networks(8, seed=3, base_filters=4)
+        step = purifier.make_train_step(generator, discriminator, None,
+                                        purifier.make_optimizer(), purifier.make_optimizer(),
+                                        l1_range=l1_range)
+        values = step(tf.constant(x), tf.constant(y), tf.constant(100.0), tf.constant(0.0))
+        losses[l1_range] = dict(zip(purifier.LOSS_NAMES, values.numpy()))
+    assert losses["signed"]["gen_l1"] == 2 * losses["unit"]["gen_l1"] > 0
+    assert losses["signed"]["gen_gan"] == losses["unit"]["gen_gan"]
+    with pytest.raises(ValueError, match="l1_range"):
+        purifier.make_train_step(*pix2pix_networks(8, base_filters=4), None,
+                                 purifier.make_optimizer(), purifier.make_optimizer(),
+                                 l1_range="pixels")
+
+
+def test_ablations_are_in_the_cache_key_only_when_set(tmp_path):
+    """dropout_blocks and l1_range at pix2pix's / our defaults keep the earlier keys; other
+    values give other purifiers (dropout_blocks changes the network)."""
+    x, y = toy_pairs(4, 8, seed=1)
+    settings = dict(pairs_id="p", features=None, cache_dir=tmp_path, base_filters=4,
+                    batch_size=2, epochs=1, verbose=False)
+    _, plain, _, _ = purifier.train_cached("a", x, y, **settings)
+    _, same, _, trained = purifier.train_cached("a", x, y, dropout_blocks=3, l1_range="unit",
+                                                **settings)
+    assert same == plain and not trained
+    generator, fewer, _, _ = purifier.train_cached("a", x, y, dropout_blocks=1, **settings)
+    signed = purifier.train_cached("a", x, y, l1_range="signed", **settings)[1]
+    assert len({plain, fewer, signed}) == 3
+    assert [layer.name for layer in generator.layers if "dropout" in layer.name] == \
+        ["up1_dropout"]
+
+
+def test_purify_with_test_time_dropout_is_noisy_but_repeatable():
+    """dropout=True: pix2pix's test-time dropout changes the output; the same call gives the
+    same images again and leaves the generator (and the default path) as it was."""
+    generator, _ = pix2pix_networks(16, seed=4, base_filters=8)
+    x = toy_pairs(6, 16, seed=6)[0]
+    plain = purifier.purify(generator, x)
+    noisy = purifier.purify(generator, x, dropout=True)
+    assert np.abs(noisy - plain).max() > 1e-4
+    np.testing.assert_array_equal(noisy, purifier.purify(generator, x, dropout=True))
+    np.testing.assert_array_equal(plain, purifier.purify(generator, x))
+    assert ((noisy >= 0) & (noisy <= 1)).all()

@@ -19,6 +19,7 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -29,7 +30,7 @@ from tfadv.report import versatile as rv
 REPO_ROOT = Path(__file__).resolve().parents[2]
 OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
                                         "quality", "robustness", "table_adaptive",
-                                        "purifier_training")
+                                        "purifier_training", "diagnostics")
            for ext in ("csv", "md")] + ["visual.png", "robustness.png", "quality.png",
                                         "purifier_training.png", "run.json"]
 ROW_LABELS = [vd.LABELS[r] for r in vd.ROWS] + ["Average"]
@@ -165,15 +166,27 @@ def test_purifier_training_log_has_every_epoch_and_the_monitor(smoke):
             [list(range(1, config["epochs"] + 1))] * 7).all()
     assert sorted(training.lambda_perc.unique()) == [1.0, 50.0, 100.0]
     assert training.recovered_accuracy.between(0, 100).all()
-    # smoke monitors every test image, so the last epoch's number is Table 1's cell (the
-    # purifier evaluated is the one of the last epoch)
-    table1 = pd.read_csv(smoke["first"] / "table1_generalizability.csv")
-    for attack in ("pgd", "cw_l2"):
-        cell = table1[(table1.evaluation == "tensor") & (table1.attack == vd.LABELS[attack])
-                      & (table1.defense_key == f"specific_{attack}")].accuracy.item()
-        last = training[training.purifier == f"specific_{attack}"].recovered_accuracy.iloc[-1]
-        assert last == pytest.approx(cell)
+    # the monitor reads validation images from the training split, never the test images
+    info = json.loads((smoke["first"] / "run.json").read_text())
+    assert info["sizes"]["validation_images"] == 10 * config["val_per_class"]
+    assert "validation images" in (smoke["first"] / "purifier_training.md").read_text()
     assert "logged only" in (smoke["first"] / "purifier_training.md").read_text()
+
+
+def test_diagnostics_table_has_the_noise_row_and_every_attack(smoke):
+    diagnostics = pd.read_csv(smoke["first"] / "diagnostics.csv")
+    config = vd.PRESETS["smoke"]
+    assert diagnostics.input.iloc[0] == "clean" and "random sign noise" in diagnostics.input[1]
+    assert list(diagnostics.input[2:]) == [vd.LABELS[r] for r in vd.ROWS if r != "clean"]
+    assert (diagnostics.images == 10 * config["test_per_class"]).all()
+    for column in ("acc", "acc_purified", "acc_purified_dropout"):
+        assert diagnostics[column].between(0, 100).all(), column
+    assert np.isnan(diagnostics.leftover_ratio[0]) and (diagnostics.leftover_ratio[1:] >= 0).all()
+    assert "second_acc" not in diagnostics  # smoke has no second classifier
+    # the rows' unpurified accuracy is Table 2's No defense column
+    table2 = pd.read_csv(smoke["first"] / "table2_comparison.csv")
+    none = table2[(table2.evaluation == "tensor") & (table2.defense_key == "none")]
+    assert diagnostics.acc.iloc[2:].tolist() == pytest.approx(none.accuracy.iloc[1:8].tolist())
 
 
 def test_run_json_has_schedule_perceptual_and_provenance(smoke):

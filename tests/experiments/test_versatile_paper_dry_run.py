@@ -29,18 +29,20 @@ from helpers import imagenet_folder, random_inception_weights, run_module
 
 OUTPUTS = [f"{stem}.{ext}" for stem in ("table1_generalizability", "table2_comparison",
                                         "quality", "robustness", "table_adaptive",
-                                        "purifier_training")
+                                        "purifier_training", "diagnostics")
            for ext in ("csv", "md")] + ["visual.png", "robustness.png", "quality.png",
                                         "purifier_training.png", "run.json"]
 # The paper preset with every count as small as the code allows: 6 training images per
-# class (one per attack for the versatile purifier), 1 test image per class, 32x32 images
+# class (one per attack for the versatile purifier: 3 pairs per attack-specific purifier, so
+# batches of 3), 1 validation image and 1 test image per class, 32x32 images
 # (the smallest VGG19 takes; pix2pix needs a power of two; Inception-v3 resizes to 299
 # inside), one iteration of every iterative attack, one epoch of 4-filter purifiers.
-TINY = dict(image_size=32, train_per_class=6, test_per_class=1, test_pool_per_class=2,
+TINY = dict(image_size=32, train_per_class=6, val_per_class=1, test_per_class=1,
+            test_pool_per_class=2,
             nb_iter=1, cw_binary_search_steps=1, cw_max_iterations=1, aa_apgd_max_iter=1,
             aa_nb_random_init=1, aa_deepfool_max_iter=1, aa_square_max_iter=1,
             aa_square_restarts=1, deepfool_max_iter=1, attack_batch_size=8, shard_size=20,
-            base_filters=4, batch_size=6, epochs=1, sr_epochs=1, sr_batch_size=6,
+            base_filters=4, batch_size=3, epochs=1, sr_epochs=1, sr_batch_size=6,
             sr_filters=4, sr_blocks=1, robust_eps="2/255", robust_iterations=1, robust_n=1,
             quality_n=0, adaptive_n=2, adaptive_nb_iter=1, adaptive_eot=1, sanity_n=1,
             monitor_n=1)
@@ -58,7 +60,8 @@ def _weight_files(folder):
 
 @pytest.mark.slow
 def test_paper_preset_dry_run_writes_every_output(tmp_path, cache):
-    data = imagenet_folder(tmp_path / "imagenet", {"train": TINY["train_per_class"],
+    data = imagenet_folder(tmp_path / "imagenet", {"train": TINY["train_per_class"]
+                                                   + TINY["val_per_class"],
                                                    "val": TINY["test_pool_per_class"]},
                            size=(40, 48))
     inception, vgg19 = _weight_files(tmp_path)
@@ -75,7 +78,9 @@ def test_paper_preset_dry_run_writes_every_output(tmp_path, cache):
     assert "VGG19" in run["perceptual"]["network"] and not run["perceptual"]["substitute"]
     assert str(vgg19) in run["perceptual"]["weights"]
     sizes = run["sizes"]
-    assert sizes["training_pairs_per_purifier"] == 18 and sizes["test_images"] == 3
+    assert sizes["training_pairs_versatile"] == 18 and sizes["test_images"] == 3
+    assert sizes["training_pairs_per_specific_purifier"] == 3
+    assert sizes["validation_images"] == 3
     assert set(sizes["versatile_pairs_per_attack"].values()) == {3}
     # 2 of the 3 classes have no correctly classified image (1,000 named classes, 3 held)
     assert sizes["classes_short_of_correct"] == 2

@@ -75,3 +75,18 @@ def test_mixed_bfloat16_outputs_float32():
     assert generator.get_layer("down2_conv").compute_dtype == "bfloat16"
     assert generator(x).dtype == tf.float32
     assert discriminator([x, x]).dtype == tf.float32
+
+
+@pytest.mark.parametrize("blocks", [0, 1, 3, 9])
+def test_dropout_blocks_puts_dropout_in_the_innermost_up_blocks(blocks):
+    """dropout_blocks (an ablation of pix2pix's 3): that many up blocks from the innermost
+    have dropout, all four of a 32x32 U-Net when asked for more."""
+    generator = pix2pix.unet_generator((32, 32, 3), base_filters=4, dropout_blocks=blocks)
+    dropped = [layer.name for layer in generator.layers if "dropout" in layer.name]
+    assert dropped == [f"up{i + 1}_dropout" for i in range(min(blocks, 4))]
+
+
+def test_dropout_blocks_must_be_a_count():
+    for bad in (-1, 1.5):
+        with pytest.raises(ValueError, match="dropout_blocks"):
+            pix2pix.unet_generator((32, 32, 3), base_filters=4, dropout_blocks=bad)

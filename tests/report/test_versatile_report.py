@@ -4,6 +4,7 @@ arithmetic (the average row, the matching attack-specific column) and their mark
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 
 from experiments import versatile_defense as vd
@@ -68,3 +69,16 @@ def test_evaluate_rows_in_chunks_gives_the_whole_sets_numbers():
     assert len(examples0) == len(examples7) == 1
     for key in ("clean", "adversarial", "purified"):
         np.testing.assert_array_equal(examples0[0][key], examples7[0][key])
+
+
+def test_loss_terms_weigh_each_term_per_phase():
+    training = pd.DataFrame({
+        "purifier": ["v"] * 4, "epoch": [1, 2, 3, 4], "lambda_pix": [100.0] * 4,
+        "lambda_perc": [100.0, 100.0, 50.0, 1.0], "gen_gan": [1.0, 3.0, 2.0, 2.0],
+        "gen_l1": [0.02, 0.04, 0.03, 0.01], "gen_perc": [0.5, 0.3, 0.2, 0.4]})
+    terms = rv.loss_terms(training)
+    assert terms.lambda_perc.tolist() == [100.0, 50.0, 1.0]
+    assert terms.epochs.tolist() == [2, 1, 1] and terms.gan.tolist() == [2.0, 2.0, 2.0]
+    assert terms.lambda_pix_x_l1.tolist() == pytest.approx([3.0, 3.0, 1.0])
+    assert terms.lambda_perc_x_perc.tolist() == pytest.approx([40.0, 10.0, 0.4])
+    assert rv.loss_terms(training.iloc[:0]).empty

@@ -17,18 +17,44 @@ class Float32Rows:
     """Image i of ``sources[choice[i]]`` (of the one source without ``choice``) as float32,
     read a few rows at a time: e.g. the versatile purifier's inputs (each image attacked by
     one of the attacks) from the attacks' own float16 shard sets, never copied whole.
-    Sources are arrays, memory maps or lazily read shard sets (:class:`tfadv.cache.Shards`);
-    :func:`tfadv.cache.digest` of it equals that of the float32 array it stands for."""
+    ``row[i]`` is image i's row in its source (default i: sources as long as ``choice``; the
+    paper's data, where each attack's set holds only its own share, gives each image its
+    place in its share). Sources are arrays, memory maps or lazily read shard sets
+    (:class:`tfadv.cache.Shards`); :func:`tfadv.cache.digest` of it equals that of the float32
+    array it stands for."""
 
-    def __init__(self, sources, choice=None):
+    def __init__(self, sources, choice=None, row=None):
         self.sources = list(sources)
         self.choice = np.zeros(len(self.sources[0]), np.int64) if choice is None else \
             np.asarray(choice)
-        n = {len(s) for s in self.sources} | {len(self.choice)}
-        if len(n) != 1:
-            raise ValueError(f"Float32Rows: sources and choice differ in length: {sorted(n)}")
+        if row is None:
+            n = {len(s) for s in self.sources} | {len(self.choice)}
+            if len(n) != 1:
+                raise ValueError(f"Float32Rows: sources and choice differ in length: {sorted(n)}")
+            self.row = np.arange(len(self.choice))
+        else:
+            self.row = np.asarray(row, np.int64)
+            if self.row.shape != self.choice.shape:
+                raise ValueError(f"Float32Rows: row has shape {self.row.shape}, choice "
+                                 f"{self.choice.shape}: one row per image")
+            for k, source in enumerate(self.sources):
+                mine = self.row[self.choice == k]
+                if len(mine) and (mine.min() < 0 or mine.max() >= len(source)):
+                    raise ValueError(f"Float32Rows: source {k} has {len(source)} rows, "
+                                     f"row asks for {mine.min()}..{mine.max()}")
         self.shape = (len(self.choice), *self.sources[0].shape[1:])
         self.dtype = np.dtype(np.float32)
+
+    @classmethod
+    def shares(cls, sources, share: np.ndarray) -> "Float32Rows":
+        """Image i from ``sources[share[i]]``, whose rows are the images of that share in
+        order (each source as long as its share)."""
+        share = np.asarray(share, np.int64)
+        row = np.empty(len(share), np.int64)
+        for k in range(len(sources)):
+            mine = np.flatnonzero(share == k)
+            row[mine] = np.arange(len(mine))
+        return cls(sources, share, row)
 
     def __len__(self):
         return len(self.choice)
@@ -39,7 +65,7 @@ class Float32Rows:
         for k, source in enumerate(self.sources):
             mine = self.choice[idx] == k
             if mine.any():
-                out[mine] = rows(source, idx[mine])
+                out[mine] = rows(source, self.row[idx[mine]])
         return out
 
 

@@ -8,7 +8,8 @@ Objective (paper eqs. 1-4, pix2pix + perceptual loss after Zhang & Sakurai 2021)
 * L_cGAN: the conditional GAN loss. D (a PatchGAN) sees (input, target) pairs; as in the TF
   pix2pix tutorial, G minimises BCE(D(x, G(x)), real) and D minimises
   BCE(D(x, y), real) + BCE(D(x, G(x)), fake), both on logits. The noise z is G's dropout.
-* L_L1 = mean |y - G(x)| on [0, 1] pixels.
+* L_L1 = mean |y - G(x)| on [0, 1] pixels (``l1_range="signed"``: on pix2pix's [-1, 1],
+  twice as large, which doubles lambda_pix against the GAN term).
 * L_perc: :func:`tfadv.models.perceptual.perceptual_loss` on a frozen feature network
   (VGG19 in the paper; ``features=None`` drops the term).
 
@@ -53,6 +54,7 @@ LAMBDA_PIX = 100.0
 MULTI_STEP_PHASES = ((0.4, 100.0), (0.3, 50.0), (0.3, 1.0))
 SINGLE_STEP_LAMBDA_PERC = 1.0
 STEPS = ("multi", "single", "constant")
+L1_RANGES = {"unit": 1.0, "signed": 2.0}  # pixels in [0, 1] (ours) or [-1, 1] (pix2pix's)
 LOSS_NAMES = ("gen_gan", "gen_l1", "gen_perc", "gen_total", "disc_loss")
 # The purifier code version is tfadv.cache.VERSIONS["purifier"], part of every cached
 # purifier's key: bump it with any change to the networks or the training that changes the
@@ -123,7 +125,7 @@ def make_optimizer(learning_rate: float = 2e-4, beta_1: float = 0.5):
 
 def make_train_step(generator: keras.Model, discriminator: keras.Model,
                     features: keras.Model | None, gen_optimizer, disc_optimizer,
-                    replicas: int = 1):
+                    replicas: int = 1, l1_range: str = "unit"):
     """One pix2pix update of both networks on a batch (input, target), as a plain function
     for ``tf.function`` or ``strategy.run``.
 
@@ -136,6 +138,7 @@ def make_train_step(generator: keras.Model, discriminator: keras.Model,
     batch, with synchronized BatchNorm: :func:`build_networks`).
     """
     keras_bce = keras.losses.BinaryCrossentropy(from_logits=True)
+    l1_scale = _l1_scale(l1_range)
 
     def bce(labels, logits):  # Keras losses divide by the replicas themselves: undone here
         value = keras_bce(labels, logits)
@@ -147,7 +150,7 @@ def make_train_step(generator: keras.Model, discriminator: keras.Model,
             real_logits = tf.cast(discriminator([inputs, targets], training=True), tf.float32)
             fake_logits = tf.cast(discriminator([inputs, fake], training=True), tf.float32)
             gen_gan = bce(tf.ones_like(fake_logits), fake_logits)
-            gen_l1 = tf.reduce_mean(tf.abs(targets - tf.cast(fake, tf.float32)))
+            gen_l1 = l1_scale * tf.reduce_mean(tf.abs(targets - tf.cast(fake, tf.float32)))
             gen_perc = (perceptual_loss(features, fake, targets) if features is not None
                         else tf.constant(0.0))
             gen_total = gen_gan + lambda_pix * gen_l1 + lambda_perc * gen_perc
@@ -168,7 +171,14 @@ def make_train_step(generator: keras.Model, discriminator: keras.Model,
     return step
 
 
-def build_networks(shape, *, base_filters: int, name: str, strategy=None):
+def _l1_scale(l1_range: str) -> float:
+    if l1_range not in L1_RANGES:
+        raise ValueError(f"l1_range must be one of {tuple(L1_RANGES)}, got {l1_range!r}")
+    return L1_RANGES[l1_range]
+
+
+def build_networks(shape, *, base_filters: int, name: str, strategy=None,
+                   dropout_blocks: int = 3):
     """The generator and discriminator of a purifier, built in ``strategy``'s scope.
 
     With more than one replica, BatchNorm is synchronized across replicas so that a global
@@ -181,7 +191,7 @@ def build_networks(shape, *, base_filters: int, name: str, strategy=None):
     synced = strategy.num_replicas_in_sync > 1
     with strategy.scope():
         generator = pix2pix.unet_generator(shape, base_filters=base_filters, name=name,
-                                           synchronized=synced)
+                                           synchronized=synced, dropout_blocks=dropout_blocks)
         discriminator = pix2pix.patchgan_discriminator(shape, base_filters=base_filters,
                                                        synchronized=synced)
     return generator, discriminator
@@ -194,7 +204,8 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
                    ckpt_dir: str | os.PathLike | None = None, checkpoint_minutes: float = 15.0,
                    log_dir: str | os.PathLike | None = None, verbose: bool = True,
                    stop_after_steps: int | None = None, monitor=None, strategy=None,
-                   steps_per_call: int = 32, jit_compile: bool = False) -> list[dict]:
+                   steps_per_call: int = 32, jit_compile: bool = False,
+                   l1_range: str = "unit") -> list[dict]:
     """Trains ``generator`` to map ``x_adv[i]`` to ``x_clean[i]`` (pix2pix + perceptual loss,
     loss weights from :func:`loss_weights`); returns one record per epoch.
 
@@ -205,7 +216,8 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
     current one) it is split over the replicas and must be a multiple of their number; the
     networks and ``features`` must have been built in its scope (:func:`build_networks`).
     One compiled call runs ``steps_per_call`` updates (``jit_compile``: through XLA, as a
-    TPU needs) and reads the losses once. ``features=None`` trains without the perceptual term.
+    TPU needs) and reads the losses once. ``features=None`` trains without the perceptual term;
+    ``l1_range``: the L1 term on [0, 1] pixels ("unit") or pix2pix's [-1, 1] ("signed").
 
     ``ckpt_dir`` makes the run resumable: a checkpoint at every epoch's end and after any
     call that ends ``checkpoint_minutes`` after the last one; it may be restored under
@@ -247,7 +259,7 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
             rng=_seed_states(generator) + _seed_states(discriminator)), ckpt_dir)
     log_path, history = resume_log(log_dir, int(step.numpy()) // steps_per_epoch)
     update = make_train_step(generator, discriminator, features, gen_optimizer, disc_optimizer,
-                             replicas=replicas)
+                             replicas=replicas, l1_range=l1_range)
     replica_step = tf.function(update, jit_compile=True) if jit_compile else update
 
     @tf.function
@@ -322,7 +334,8 @@ def train_cached(name: str, x_adv, x_clean, *, pairs_id: str,
                  steps: str = "multi", learning_rate: float = 2e-4, beta_1: float = 0.5,
                  seed: int = 0, precision: str = "float32", verbose: bool = True,
                  monitor=None, strategy=None, steps_per_call: int = 32,
-                 jit_compile: bool = False, checkpoint_minutes: float = 15.0):
+                 jit_compile: bool = False, checkpoint_minutes: float = 15.0,
+                 dropout_blocks: int = 3, l1_range: str = "unit"):
     """The purifier ``name`` (a pix2pix generator) trained on these pairs once and cached as
     ``<cache root>/models/purifier_<name>-<key>.keras`` (+ ``.json`` with its settings and
     history; :mod:`tfadv.cache`);
@@ -334,6 +347,8 @@ def train_cached(name: str, x_adv, x_clean, *, pairs_id: str,
     ``verbose``: progress bars and per-epoch losses (the start is always printed).
     ``monitor``: as :func:`train_purifier`'s; it only adds to the log, so it is not part of
     the cache key (a purifier loaded from the cache has the history it was trained with).
+    ``dropout_blocks`` (:func:`tfadv.models.pix2pix.unet_generator`) and ``l1_range``
+    (:func:`train_purifier`) are ablations, in the key when not pix2pix's / ours (3, "unit").
     ``strategy``, ``steps_per_call``, ``jit_compile``, ``checkpoint_minutes``: how it is run
     (:func:`train_purifier`), not what is learnt, so not part of the key either.
     """
@@ -346,6 +361,13 @@ def train_cached(name: str, x_adv, x_clean, *, pairs_id: str,
                 "steps": steps, "learning_rate": learning_rate, "beta_1": beta_1, "seed": seed,
                 "precision": precision,
                 "perceptual": {k: described[k] for k in ("network", "weights", "layers")}}
+    # (settings at their defaults stay out: the keys of earlier purifiers do not change)
+    if described["normalisation"] != "none":
+        settings["perceptual"]["normalisation"] = described["normalisation"]
+    _l1_scale(l1_range)
+    settings.update({k: v for k, v in (("dropout_blocks", dropout_blocks),
+                                       ("l1_range", l1_range))
+                     if v != {"dropout_blocks": 3, "l1_range": "unit"}[k]})
     key = cache.key("purifier", settings)
     path = cache.root(cache_dir) / "models" / f"purifier_{name}-{key}.keras"
     info_path = path.with_suffix(".json")
@@ -358,14 +380,15 @@ def train_cached(name: str, x_adv, x_clean, *, pairs_id: str,
           "weights)", flush=True)
     keras.utils.set_random_seed(seed)
     generator, discriminator = build_networks(tuple(x_adv.shape[1:]), base_filters=base_filters,
-                                              name=f"purifier_{name}", strategy=strategy)
+                                              name=f"purifier_{name}", strategy=strategy,
+                                              dropout_blocks=dropout_blocks)
     history = train_purifier(
         x_adv, x_clean, generator=generator, discriminator=discriminator,
         features=in_scope(features, strategy), epochs=epochs, steps=steps,
         batch_size=batch_size, learning_rate=learning_rate, beta_1=beta_1, seed=seed,
         ckpt_dir=path.with_suffix(".ckpt"), log_dir=path.with_suffix(""), verbose=verbose,
         monitor=monitor, strategy=strategy, steps_per_call=steps_per_call,
-        jit_compile=jit_compile, checkpoint_minutes=checkpoint_minutes)
+        jit_compile=jit_compile, checkpoint_minutes=checkpoint_minutes, l1_range=l1_range)
     models.save(generator, path)
     cache.write_json(info_path, {"settings": settings, "history": history})
     checkpoints = path.with_suffix(".ckpt")
@@ -388,16 +411,32 @@ def in_scope(features: keras.Model | None, strategy):
     return copy
 
 
-def purify(generator: keras.Model, x: np.ndarray, *, batch_size: int = 64) -> np.ndarray:
+def purify(generator: keras.Model, x: np.ndarray, *, batch_size: int = 64,
+           dropout: bool = False) -> np.ndarray:
     """``generator`` applied to ``x`` in batches: float32 images in [0, 1] of x's shape.
 
     Inference mode: BatchNorm uses its moving statistics and dropout is off, so the same
-    image always gives the same output (pix2pix's test-time dropout noise is left out).
+    image always gives the same output. ``dropout=True`` keeps pix2pix's test-time dropout
+    (its noise z; BatchNorm still uses its moving statistics) with the generator's dropout
+    random state put back afterwards: the same call gives the same images again.
     """
+    from tfadv.models import pix2pix
     batch_size = checks.integer("batch_size", batch_size, 1)
     x = checks.images(x, "purify input", shape=generator.input_shape[1:], copy=False)
-    out = map_batches(lambda part: generator(tf.constant(part), training=False), x,
-                      batch_size=batch_size)
+
+    def run(part):
+        return generator(tf.constant(part), training=False)
+
+    if not dropout:
+        return np.clip(map_batches(run, x, batch_size=batch_size), 0.0, 1.0)
+    states = _seed_states(generator)
+    saved = [v.numpy() for v in states]
+    try:
+        with pix2pix.test_time_dropout():
+            out = map_batches(run, x, batch_size=batch_size)
+    finally:
+        for v, value in zip(states, saved):
+            v.assign(value)
     return np.clip(out, 0.0, 1.0)
 
 
@@ -422,14 +461,20 @@ def load(path: str | os.PathLike):
     return defenses.make("purifier", generator=models.load(path), model_id=cache.path(path).stem)
 
 
+SPECIFIC_PAIRS = ("all", "share")
+
+
 def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, *,
-                    monitor_sets: dict | None = None, monitor_of=None, log: dict | None = None,
-                    **settings):
+                    specific_pairs: str = "all", monitor_sets: dict | None = None,
+                    monitor_of=None, log: dict | None = None, **settings):
     """Paper 003's purifiers: one per attack and the versatile one, each cached.
 
-    ``attacked(attack)`` gives the training images attacked by ``attack`` (paired with
-    ``x_clean``): the attack's own purifier trains on all of them, the versatile one on the
-    same clean images, image i attacked by ``attacks[assign[i]]`` (so all see as many pairs).
+    The versatile purifier trains on every clean image, image i attacked by
+    ``attacks[assign[i]]`` (paper 3.1.3: each image underwent one attack). An attack's own
+    purifier trains on ``specific_pairs``: ``"share"``, the images of its share of that set
+    (``assign == k``: the pairs of its attack the paper's training set holds); ``"all"``,
+    every clean image attacked by it (as many pairs as the versatile one; more attack runs).
+    ``attacked(attack, index)`` gives the images ``x_clean[index]`` attacked by ``attack``.
     ``monitor_sets[attack]``: held-out attacked images; ``monitor_of(x)`` makes a
     :func:`train_purifier` monitor from images (the versatile one gets image i of the
     ``(i mod len(attacks))``-th set). ``settings``: :func:`train_cached`'s. Returns
@@ -437,13 +482,20 @@ def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, 
     collects the names trained ("trained") and loaded ("cached").
     """
     from tfadv import cache, defenses
+    if specific_pairs not in SPECIFIC_PAIRS:
+        raise ValueError(f"specific_pairs must be one of {SPECIFIC_PAIRS}, got "
+                         f"{specific_pairs!r}")
+    assign = np.asarray(assign, np.int64)
+    if len(assign) != len(x_clean) or assign.min() < 0 or assign.max() >= len(attacks):
+        raise ValueError(f"assign must give each of the {len(x_clean)} clean images one of "
+                         f"the {len(attacks)} attacks (0..{len(attacks) - 1})")
     monitor_sets = monitor_sets or {}
     log = log if log is not None else {}
     made, paths, histories = {}, {}, {}
 
-    def one(name, x_adv, pairs_id, x_watch):
+    def one(name, x_adv, x_target, pairs_id, x_watch):
         generator, path, history, trained = train_cached(
-            name, x_adv, x_clean, pairs_id=pairs_id,
+            name, x_adv, x_target, pairs_id=pairs_id,
             monitor=None if x_watch is None or monitor_of is None else monitor_of(x_watch),
             **settings)
         log.setdefault("trained" if trained else "cached", []).append(name)
@@ -455,13 +507,18 @@ def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, 
         paths[name], histories[name] = path, history
 
     sources = []
-    for attack in attacks:  # float16 shard sets, memory-mapped: nothing copied whole
-        x_adv = Float32Rows([attacked(attack)])
+    for k, attack in enumerate(attacks):  # float16 shard sets, memory-mapped: nothing copied
+        index = np.flatnonzero(assign == k) if specific_pairs == "share" else \
+            np.arange(len(x_clean))
+        x_adv = Float32Rows([attacked(attack, index)])
         sources.append(x_adv.sources[0])
-        one(attack, x_adv, f"{attack}:{cache.digest(x_adv)}", monitor_sets.get(attack))
+        x_target = x_clean if specific_pairs == "all" else x_clean[index]
+        one(attack, x_adv, x_target, f"{attack}:{cache.digest(x_adv)}", monitor_sets.get(attack))
     n_watch = min((len(v) for v in monitor_sets.values()), default=0)
     x_mixed = np.stack([monitor_sets[attacks[i % len(attacks)]][i] for i in range(n_watch)]) \
         if n_watch else None
-    x_versatile = Float32Rows(sources, assign)  # image i as attacked by attacks[assign[i]]
-    one("versatile", x_versatile, f"versatile:{cache.digest(x_versatile)}", x_mixed)
+    # image i as attacked by attacks[assign[i]]
+    x_versatile = Float32Rows.shares(sources, assign) if specific_pairs == "share" else \
+        Float32Rows(sources, assign)
+    one("versatile", x_versatile, x_clean, f"versatile:{cache.digest(x_versatile)}", x_mixed)
     return made, paths, histories

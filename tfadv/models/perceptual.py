@@ -10,8 +10,12 @@ It names neither the layers nor the norm (its equations are lost in our copy), s
   averaged over the layers; ``distance="l2"`` gives the mean squared difference instead.
 
 Where ImageNet VGG19 weights cannot be had (offline, no local file), :func:`classifier_features`
-turns a trained classifier of the suite (e.g. the CIFAR ResNet-18) into the feature network;
-:func:`describe` says for run.json which network, weights and layers a run used.
+turns a trained classifier of the suite into the feature network: an independent one (the
+zoo's ``cifar10_vgg6_w32``, paper 003's CIFAR-10 proxy) or the attacked classifier itself
+(a classifier-guided denoiser, as HGD). Such networks' features are far smaller than
+VGG19's on caffe-scaled 0-255 inputs, so :func:`normalised` divides each layer by its mean
+absolute activation on clean images (a difference of 1.0 = as large as the features).
+:func:`describe` says for run.json which network, weights, layers and scaling a run used.
 Feature networks take [0, 1] pixels, as every model of the suite, and are frozen.
 """
 
@@ -112,6 +116,38 @@ def classifier_features(model: keras.Model, layer_names=None, count: int = 4) ->
                     "layers": list(layer_names)})
 
 
+def normalised(features_model: keras.Model, clean, batch_size: int = 250) -> keras.Model:
+    """``features_model`` with each output divided by its mean absolute value over ``clean``
+    images (float32, fixed): every layer's difference becomes relative to the size of its
+    features, so no layer dominates by its scale and the term's size does not depend on the
+    network's. The scales join the description (and so the purifiers' cache keys)."""
+    clean = np.asarray(clean, np.float32)
+    if clean.ndim != 4 or not len(clean):
+        raise ValueError(f"normalised() needs a batch of clean images, got shape {clean.shape}")
+    sums = None
+    for start in range(0, len(clean), batch_size):
+        outs = features_model(clean[start:start + batch_size], training=False)
+        outs = outs if isinstance(outs, (list, tuple)) else [outs]
+        part = [float(tf.reduce_sum(tf.abs(tf.cast(o, tf.float32)))) for o in outs]
+        sums = part if sums is None else [a + b for a, b in zip(sums, part)]
+    sizes = [int(np.prod(o.shape[1:])) * len(clean) for o in features_model.outputs]
+    scales = [total / size for total, size in zip(sums, sizes)]
+    if min(scales) <= 0:
+        raise ValueError(f"a feature layer is all zeros on the clean images (scales {scales}): "
+                         "pick other layers")
+    inputs = keras.Input(features_model.input_shape[1:], name="pixels")
+    outs = features_model(inputs)
+    outs = outs if isinstance(outs, (list, tuple)) else [outs]
+    scaled = [klayers.Rescaling(1.0 / scale, dtype="float32", name=f"per_layer_scale{i}")(o)
+              for i, (o, scale) in enumerate(zip(outs, scales))]
+    model = keras.Model(inputs, scaled, name=f"{features_model.name}_normalised")
+    info = dict(describe(features_model))
+    info["normalisation"] = (f"each layer / its mean |activation| on {len(clean)} clean "
+                             "images: " + ", ".join(f"{s:.4g}" for s in scales))
+    return _frozen(model, {k: info[k] for k in ("network", "weights", "layers",
+                                                "normalisation")})
+
+
 def perceptual_loss(features_model: keras.Model, x, y, distance: str = "l1"):
     """Mean over the feature layers of the mean absolute (``"l1"``) or squared (``"l2"``)
     difference between the features of ``x`` (the generated image) and ``y`` (the target).
@@ -135,13 +171,14 @@ def perceptual_loss(features_model: keras.Model, x, y, distance: str = "l1"):
 def describe(features_model: keras.Model | None) -> dict:
     """For run.json: which network, which weights and which layers give the perceptual term."""
     if features_model is None:
-        return {"network": None, "weights": None, "layers": [],
+        return {"network": None, "weights": None, "layers": [], "normalisation": "none",
                 "note": "no perceptual loss term"}
     info = getattr(features_model, "tfadv_description", None)
     if info is None:  # a feature network built elsewhere: say what can be seen
         info = {"network": features_model.name, "weights": "unknown",
                 "layers": [t.name for t in features_model.outputs]}
-    return {**dict(info), "layers": list(info["layers"]), "trainable": False}
+    return {"normalisation": "none", **dict(info), "layers": list(info["layers"]),
+            "trainable": False}
 
 
 def _intermediate(backbone: keras.Model, layer_names, name=None) -> keras.Model:
@@ -167,28 +204,55 @@ def _frozen(model: keras.Model, info: dict) -> keras.Model:
 
 
 def choose(kind: str, *, classifier: keras.Model | None = None, classifier_name: str = "",
-           vgg19_weights: str | None = "imagenet", image_size: int = 224):
+           vgg19_weights: str | None = "imagenet", image_size: int = 224, zoo_model=None,
+           normalise_on=None):
     """``(features, info)``: the frozen feature network of a perceptual loss and, for
     run.json and every results note, what it is. ``kind``: ``vgg19`` (the paper's, ImageNet
-    weights or a file), ``classifier`` (the attacked classifier's own features: a SUBSTITUTE,
-    said loudly in ``info["note"]``) or ``none`` (no perceptual term)."""
+    weights or a file), ``classifier`` (the attacked classifier's own features: a
+    classifier-guided SUBSTITUTE), the name of a zoo classifier (an independent SUBSTITUTE,
+    e.g. ``cifar10_vgg6_w32``; ``zoo_model(name)`` gives its Keras model) or ``none`` (no
+    perceptual term); every substitute is said loudly in ``info["note"]``.
+    ``normalise_on``: clean images; when given, each layer is divided by its mean absolute
+    activation on them (:func:`normalised`)."""
+    from tfadv.models import vgg, zoo
     if kind == "vgg19":
         features = vgg19_features(vgg19_weights, input_shape=(image_size, image_size, 3))
     elif kind == "classifier":
         features = classifier_features(classifier)
+    elif kind in zoo.RECIPES:
+        if zoo_model is None:
+            raise ValueError(f"perceptual={kind!r} (a zoo network) needs zoo_model=")
+        network = zoo_model(kind)
+        taps = vgg.perceptual_layers(network) or None  # a VGG's block ends, else evenly spaced
+        features = classifier_features(network, taps)
+        features.tfadv_description = dict(features.tfadv_description,
+                                          network=f"{kind} (zoo, independent of the classifier)",
+                                          weights=f"trained on {image_size}x{image_size} images "
+                                          "by the suite")
     elif kind == "none":
         features = None
     else:
-        raise ValueError(f"perceptual must be vgg19, classifier or none, got {kind!r}")
+        raise ValueError(f"perceptual must be vgg19, classifier, none or a zoo classifier "
+                         f"({', '.join(sorted(zoo.RECIPES))}), got {kind!r}")
+    if features is not None and normalise_on is not None:
+        features = normalised(features, normalise_on)
     info = dict(describe(features), substitute=kind != "vgg19",
                 paper="VGG19 with ImageNet weights")
+    scaling = "" if info["normalisation"] == "none" else f"; {info['normalisation']}"
     if kind == "vgg19":
-        info["note"] = f"Perceptual loss: VGG19 ({vgg19_weights} weights), as the paper."
+        info["note"] = f"Perceptual loss: VGG19 ({vgg19_weights} weights), as the paper{scaling}."
+    elif kind in zoo.RECIPES:
+        info["note"] = (
+            f"NOTE: the perceptual loss used a SUBSTITUTE feature network: {info['network']} "
+            f"({info['weights']}; layers {', '.join(info['layers'])}{scaling}) -- independent "
+            f"of the classifier ({classifier_name}) but NOT the paper's ImageNet VGG19 (its "
+            "weights cannot be had here; pass --set=perceptual=vgg19 --vgg19_weights=FILE to "
+            "use them).")
     else:
         info["note"] = (
             f"NOTE: the perceptual loss used a SUBSTITUTE feature network, "
             f"{'none (no perceptual term)' if features is None else info['network']} "
-            f"({info['weights']}; layers {', '.join(info['layers'])}) -- "
+            f"({info['weights']}; layers {', '.join(info['layers'])}{scaling}) -- "
             f"the classifier is {classifier_name} -- NOT the paper's ImageNet VGG19 (its "
             "weights cannot be had here; pass --set=perceptual=vgg19 --vgg19_weights=FILE to "
             "use them). The purifiers may differ from the paper's for that reason.")

@@ -23,7 +23,9 @@ must be square with a power-of-two side of at least 8 (resize images to e.g. 32 
 
 from __future__ import annotations
 
+import contextlib
 import math
+import threading
 
 import keras
 import tensorflow as tf
@@ -51,6 +53,20 @@ def _check_size(input_shape, what: str) -> tuple[int, int, int]:
     return height, width, channels
 
 
+_TEST_TIME = threading.local()
+
+
+@contextlib.contextmanager
+def test_time_dropout():
+    """Inside it, the U-Net's dropout layers drop units at inference too (``training=False``;
+    BatchNorm keeps its moving statistics): pix2pix's test-time noise, eager calls only."""
+    _TEST_TIME.on = True
+    try:
+        yield
+    finally:
+        _TEST_TIME.on = False
+
+
 @keras.saving.register_keras_serializable(package="tfadv")
 class ReplicaDropout(layers.Dropout):
     """Dropout whose masks differ between the replicas of a ``tf.distribute`` strategy.
@@ -61,6 +77,7 @@ class ReplicaDropout(layers.Dropout):
     """
 
     def call(self, inputs, training=False):
+        training = training or getattr(_TEST_TIME, "on", False)
         if not training or self.rate <= 0 or tf.distribute.get_strategy().num_replicas_in_sync == 1:
             return super().call(inputs, training=training)
         replica = tf.distribute.get_replica_context().replica_id_in_sync_group
@@ -94,14 +111,16 @@ def _up(x, filters, dropout, name, synchronized=False):
 
 
 def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filters: int = 512,
-                   name: str = "unet_generator", synchronized: bool = False) -> keras.Model:
+                   name: str = "unet_generator", synchronized: bool = False,
+                   dropout_blocks: int = 3) -> keras.Model:
     """The pix2pix U-Net: [0, 1] images in, [0, 1] images of the same shape out.
 
     ``log2(side)`` down blocks (4x4 conv, stride 2; filters ``base_filters`` doubling up to
     ``max_filters``: 64-128-256-512-512-512-512-512 at 256) bring the image to 1x1; as many
     up blocks less one (4x4 transposed conv, stride 2, BatchNorm, dropout 0.5 in the first
-    three: pix2pix's noise z) each concatenate the down block of their resolution, and a last
-    transposed conv with tanh restores the size and the channels.
+    three: pix2pix's noise z, at 2, 4 and 8 pixels a side whatever the image size;
+    ``dropout_blocks`` changes how many; all of them when there are fewer) each concatenate the down block of their resolution,
+    and a last transposed conv with tanh restores the size and the channels.
 
     BatchNorm is on every down block except the first (as in pix2pix) and the innermost: that
     one is 1x1 and, at pix2pix's batch size 1, BatchNorm in training mode would normalise a
@@ -111,6 +130,9 @@ def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filter
     """
     side, _, channels = _check_size(input_shape, "unet_generator")
     depth = int(math.log2(side))
+    if not isinstance(dropout_blocks, int) or dropout_blocks < 0:
+        raise ValueError(f"dropout_blocks must be a non-negative integer (the up blocks with "
+                         f"dropout, from the innermost), got {dropout_blocks!r}")
 
     def filters(level):  # the filters of the down block at this level (0 = first)
         return min(base_filters * 2 ** level, max_filters)
@@ -124,7 +146,8 @@ def unet_generator(input_shape=(256, 256, 3), base_filters: int = 64, max_filter
         skips.append(x)
     for i, skip in enumerate(reversed(skips[:-1])):   # at 256: 2, 4, ..., 128 (x 512..64)
         level = depth - 2 - i                          # the down block this one mirrors
-        x = _up(x, filters(level), dropout=i < 3, name=f"up{i + 1}", synchronized=synchronized)
+        x = _up(x, filters(level), dropout=i < dropout_blocks, name=f"up{i + 1}",
+                synchronized=synchronized)
         x = layers.Concatenate(name=f"up{i + 1}_skip")([x, skip])             # 2x the filters
     x = layers.Conv2DTranspose(channels, 4, 2, "same", kernel_initializer=_init(),
                                name="last_deconv")(x)                          # (256, 256, 3)

@@ -63,8 +63,14 @@ def tiny_cnn(num_classes=10, input_shape=(32, 32, 3), width=16, mean=0.5, std=0.
     return keras.Model(inputs, logits, name=name)
 
 
-# Named variants, as one-liners.
+# Named variants, as one-liners (the VGG in its own module).
+def _vgg6_w32(**kwargs):
+    from tfadv.models.vgg import vgg
+    return vgg(widths=(32, 64, 128), name="vgg6_w32", **kwargs)
+
+
 ARCHITECTURES = {
+    "vgg6_w32": _vgg6_w32,
     "resnet18": resnet18,
     "resnet18_w32": functools.partial(resnet18, width=32),
     "resnet18_w16": functools.partial(resnet18, width=16),

@@ -31,6 +31,9 @@ RECIPES = {
     # fits a 2-core CPU (86.8% in about an hour; notes/DECISIONS.md)
     "cifar10_resnet18": dict(_CIFAR10, architecture="resnet18", epochs=60),
     "cifar10_resnet18_w32": dict(_CIFAR10, architecture="resnet18_w32", epochs=20),
+    # paper 003's CIFAR-10 proxy: its independent perceptual network (the paper's is an
+    # ImageNet VGG19) and, at another seed, the second classifier of its diagnostics
+    "cifar10_vgg6_w32": dict(_CIFAR10, architecture="vgg6_w32", epochs=10),
     # paper 001's quick and smoke classifiers (also paper 003's and 004's offline ones)
     "digits_tiny_cnn": dict(_DIGITS, epochs=30),
     "digits_tiny_cnn_smoke": dict(_DIGITS, epochs=20),

@@ -162,7 +162,8 @@ def _joined(parts: list):
 
 def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality_rows,
                   examples, robustness, adaptive, test, classifier, classifier_name: str,
-                  perceptual_note: str, n_pairs: int) -> None:
+                  perceptual_note: str, n_pairs: int, n_specific_pairs: int | None = None,
+                  diagnostics=None, second_name: str | None = None) -> None:
     """Every table and figure of the run under ``out``."""
     from tfadv.attacks.autoattack import ART_DEFAULT_SET_NOTE
     from tfadv.defenses.purifier import schedule_text
@@ -180,7 +181,8 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
         "Protocol: gray-box, as the paper: every attack saw the classifier only "
         "(attack_saw_defense = False); table_adaptive has attacks that see the defense.",
         f"Preset {config['preset']}, {n_test} test images (correctly classified: "
-        f"{config['test_correct_only']}), {n_pairs} training pairs per purifier, "
+        f"{config['test_correct_only']}), {n_pairs} training pairs for the versatile "
+        f"purifier, {n_specific_pairs or n_pairs} for each attack-specific one, "
         f"{config['epochs']} epochs, {config['steps']}-step loss weights, eps "
         f"{config['eps'] * 255:.0f}/255. {ART_DEFAULT_SET_NOTE}.", perceptual_note]
     report.save_table(table1, out, "table1_generalizability", tables.markdown_by_evaluation(
@@ -201,13 +203,18 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
         "### Purifier training, epoch by epoch (beyond the paper)\n\nLosses are epoch means "
         "(gen_l1 in [0, 1] pixel units, gen_perc the perceptual term before lambda_perc). "
         + (f"recovered_accuracy: the classifier's accuracy (%) on the first "
-           f"{min(config['monitor_n'], n_test)} test images attacked by the purifier's attack "
+           f"{config['monitor_n']} validation images (training-split images that no purifier "
+           "trains on; never the test images) attacked by the purifier's attack "
            "(versatile: image i by the (i mod 6)-th of the six), purified by the purifier as "
            "it was at the end of the epoch; logged only, nothing is chosen with it. "
            if monitored else "No recovered_accuracy column: monitor_n is 0 or the purifiers "
            "came from a cache made without it. ")
         + f"Schedule: {schedule_text(config['epochs'], config['steps'])}.\n\n"
-        f"{training.to_markdown(index=False, floatfmt='.4g')}\n\n" + "\n\n".join(notes) + "\n"))
+        f"{training.to_markdown(index=False, floatfmt='.4g')}\n\n"
+        "The weighted terms of the generator's loss, mean over each phase's epochs (how much "
+        "each term weighs in that phase):\n\n"
+        f"{loss_terms(training).to_markdown(index=False, floatfmt='.3g')}\n\n"
+        + "\n\n".join(notes) + "\n"))
     if monitored:
         figures.plot_purifier_training(training, out / "purifier_training.png", subtitle)
     quality = pd.DataFrame(quality_rows)
@@ -238,11 +245,44 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
         "the steps must not do better, eps 0.5 must reach <= 10%, gradients finite and not "
         "zero, transfer no stronger than white-box); 'ok' or what failed.\n\n"
         f"{adaptive.to_markdown(index=False, floatfmt='.1f')}\n\n" + "\n\n".join(notes) + "\n"))
+    if diagnostics is not None:
+        report.save_table(diagnostics, out, "diagnostics", (
+            "### Beyond the paper: why the versatile purifier recovers an input or not\n\n"
+            f"First {int(diagnostics.images.iloc[0])} test images. acc: the classifier's "
+            "accuracy (%) on the input; acc_purified: after the versatile purifier (inference "
+            "mode: no dropout, BatchNorm's moving statistics); acc_purified_dropout: with "
+            "pix2pix's test-time dropout on. second_acc(_purified): "
+            + (f"a second classifier, {second_name}, trained independently and never "
+               "attacked, on the same inputs (high there while acc_purified is low: the "
+               "leftover perturbation fools only the attacked classifier). "
+               if second_name else "no second classifier in this preset. ")
+            + "leftover_ratio: mean ||purified - clean|| / ||input - clean||; leftover_cosine: "
+            "mean cosine between purified - clean and input - clean (near 1: what is left is "
+            "the perturbation itself). The noise row has the Linf attacks' eps without their "
+            "structure: restored noise but unrestored attacks means the purifier fails on "
+            "adversarial structure, not on perturbations of that size.\n\n"
+            f"{diagnostics.to_markdown(index=False, floatfmt='.3g')}\n\n"
+            + "\n\n".join(notes) + "\n"))
     print(report.ours_and_paper(table2[table2.evaluation == "tensor"]).to_string(index=False))
+
+
+def loss_terms(training: pd.DataFrame) -> pd.DataFrame:
+    """Per purifier and loss-weight phase: the mean weighted terms of the generator's loss
+    (GAN, lambda_pix x L1, lambda_perc x perceptual) over the phase's epochs."""
+    if training.empty:
+        return pd.DataFrame(columns=["purifier", "lambda_perc", "epochs", "gan",
+                                     "lambda_pix_x_l1", "lambda_perc_x_perc"])
+    weighted = training.assign(lambda_pix_x_l1=training.lambda_pix * training.gen_l1,
+                               lambda_perc_x_perc=training.lambda_perc * training.gen_perc)
+    return (weighted.groupby(["purifier", "lambda_perc"], sort=False)
+            .agg(epochs=("epoch", "size"), gan=("gen_gan", "mean"),
+                 lambda_pix_x_l1=("lambda_pix_x_l1", "mean"),
+                 lambda_perc_x_perc=("lambda_perc_x_perc", "mean")).reset_index())
 
 
 def run_record(config: dict, timer, *, classifier, perceptual: dict, attacks: dict,
                train_labels, assign, n_test: int, short_classes: int, n_quality: int,
+               n_specific_pairs: int | None = None, n_val: int = 0,
                paths: dict, histories: dict, defended: dict, log: dict,
                purifier_batch: dict | None = None) -> dict:
     """run.json's contents: config, versions, device, timings (tfadv.report.run_info) and what
@@ -256,11 +296,15 @@ def run_record(config: dict, timer, *, classifier, perceptual: dict, attacks: di
         config, timer.seconds, preset_pick=config["preset_source"], steps=config["steps"],
         schedule=schedule_table(config["epochs"], config["steps"]),
         seeds={"base": seed, "training images": seed + 1, "test images": seed + 2,
+               "validation images": seed + 3, "second classifier": seed + 1,
                "sr images": seed + 5, "attack shards": "seed * 100000 + shard index (PGD, "
                "AutoAttack)", "random defenses": "seed * 10000 + row (+100 for png)"},
         classifier={"name": classifier.description, "id": classifier.id},
         perceptual=perceptual, attacks=attacks, autoattack_note=ART_DEFAULT_SET_NOTE,
-        sizes={"training_pairs_per_purifier": int(len(train_labels)),
+        sizes={"training_pairs_versatile": int(len(train_labels)),
+               "training_pairs_per_specific_purifier": int(n_specific_pairs or len(train_labels)),
+               "specific_pairs": config.get("specific_pairs", "all"),
+               "validation_images": int(n_val),
                "versatile_pairs_per_attack": {a: int(np.sum(assign == i))
                                               for i, a in enumerate(TRAIN_ATTACKS)},
                "test_images": int(n_test), "classes_short_of_correct": int(short_classes),
