@@ -28,7 +28,7 @@ deviation from pix2pix's batch 1, which ``--set=batch_size=1`` restores), ImageN
 perceptual loss; missing data or weights stop it at once); ``cifar`` (CIFAR-10, the zoo's
 cifar10_resnet18_w32, the paper's data at 32x32: 18,000 pairs = 1,800 training images per
 class, each attacked by one attack, 3,000 per attack-specific purifier; 300 validation images
-for the monitor, 500 test images; 32x32 purifiers, 15 epochs, Adam 8e-4 (2e-4 x sqrt(16)),
+for the monitor, 500 test images; 32x32 purifiers, 12 epochs, Adam 8e-4 (2e-4 x sqrt(16)),
 beta_1 0.5; an independent perceptual network, the zoo's VGG-style cifar10_vgg6_w32, each
 layer normalised by its mean |activation| on clean images: a SUBSTITUTE for VGG19, said
 loudly in every table; ``--set=perceptual=classifier`` uses the attacked classifier's
@@ -161,7 +161,7 @@ _PAPER = dict(
 
 # CIFAR-10 on a 2-core CPU: paper 003's data at 32x32 (18,000 training pairs, 1,800 per
 # class, each attacked by one attack; 3,000 per attack-specific purifier), trained with the
-# paper preset's optimiser rule (Adam 2e-4 x sqrt(batch 16) = 8e-4, beta_1 0.5) for 15 epochs
+# paper preset's optimiser rule (Adam 2e-4 x sqrt(batch 16) = 8e-4, beta_1 0.5) for 12 epochs
 # of the multi-step schedule; an independent perceptual network (the zoo's VGG-style
 # cifar10_vgg6_w32, per-layer normalised), a validation split for the monitor. Sized from
 # measured speeds (ResNet-18 w32 bf16: PGD-40 ~19 images/s, C&W ~10, AutoAttack ~22;
@@ -174,7 +174,7 @@ _CIFAR = dict(
     aa_apgd_max_iter=10, aa_nb_random_init=1, aa_deepfool_max_iter=10,
     aa_square_max_iter=50, aa_square_restarts=1,
     attack_batch_size=128, shard_size=500, test_dtype="float32", eval_chunk=0,
-    base_filters=32, batch_size=16, lr_scaling="sqrt", epochs=15,
+    base_filters=32, batch_size=16, lr_scaling="sqrt", epochs=12,
     perceptual="cifar10_vgg6_w32", perceptual_norm=True, steps_per_call=32, jit_compile=False,
     sr_images=5000, sr_epochs=5, sr_batch_size=32, sr_filters=32, sr_blocks=4,
     robust_iterations=[10, 25, 50, 100], robust_n=100, quality_n=0,
