@@ -133,6 +133,10 @@ _PAPER = dict(
     # first dropout_blocks up blocks (pix2pix: 3), the L1 term on [0, 1] ("unit") or pix2pix's
     # [-1, 1] ("signed"); test-time dropout is a column of the diagnostics.
     perceptual_norm=False, dropout_blocks=3, l1_range="unit",
+    # "all": the six attack-specific purifiers and the versatile one; "versatile": that one
+    # only (an ablation of its settings at a third of the cost: no Table 1, no Atk-specific
+    # column, Fig 4 and the adaptive table without the attack-specific purifier)
+    purifiers="all",
     # how the training step runs (not what it learns): updates per compiled call, XLA (a
     # TPU's requirement; used on GPUs and TPUs only: on a CPU its kernels are slower), a
     # checkpoint every this many minutes besides every epoch's end
@@ -355,6 +359,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
     timer, out, seed = timer or report.Timer(), cache.path(out), config["seed"]
     strategy = distribute.choose(config.get("strategy_name", "auto"), config.get("cpu_replicas"))
     config.setdefault("strategy", distribute.describe(strategy))
+    if config["purifiers"] not in ("all", "versatile"):
+        raise ValueError(f"purifiers must be 'all' or 'versatile', got {config['purifiers']!r}")
     training = purifier_batch(config, strategy)
     if config["deterministic"]:  # same seed, same numbers (bit for bit on one machine)
         tf.config.experimental.enable_op_determinism()
@@ -437,6 +443,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
                 "train", a, params[a], train.images[index], train.labels[index], "float16",
                 lazy=True),
             train.images, assign, specific_pairs=config["specific_pairs"],
+            specific=config["purifiers"] == "all",
             monitor_sets=x_monitor, log=log, monitor_of=lambda xs: (
                 lambda g: {"recovered_accuracy": accuracy_percent(
                     classifier, purifier.purify(g, xs), y_val[:len(xs)])}),
@@ -502,7 +509,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
                 iterations=config["robust_iterations"], max_eps_iter=config["eps_iter"],
                 defenses_for=lambda a: {DEFENSE_LABELS["none"]: defended["none"],
                                         DEFENSE_LABELS["versatile"]: defended["versatile"],
-                                        "Atk-specific purifier": defended[f"specific_{a}"]},
+                                        **({"Atk-specific purifier": defended[f"specific_{a}"]}
+                                           if f"specific_{a}" in defended else {})},
                 correct=cached_correct(attack_model, clf.id, test.images[:n], y_test[:n],
                                        cache_dir=config["cache_dir"],
                                        shard_size=config["shard_size"], log=log["shards"]))
@@ -510,7 +518,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
         n = min(config["adaptive_n"], n_test)
         pgd = dict(params["pgd"], nb_iter=config["adaptive_nb_iter"])
         adaptive = adaptive_table(
-            classifier, clf.id, {k: (DEFENSE_LABELS[k], defended[k]) for k in ADAPTIVE_DEFENSES},
+            classifier, clf.id, {k: (DEFENSE_LABELS[k], defended[k]) for k in ADAPTIVE_DEFENSES
+                                 if k in defended},
             pixels(test.images[:n]), y_test[:n], pgd=pgd,
             gray=attacked("adaptive", "pgd", pgd, test.images[:n], y_test[:n]),
             eot=config["adaptive_eot"], fresh_seed=seed * 10_000 + 999,

@@ -189,6 +189,31 @@ def test_diagnostics_table_has_the_noise_row_and_every_attack(smoke):
     assert diagnostics.acc.iloc[2:].tolist() == pytest.approx(none.accuracy.iloc[1:8].tolist())
 
 
+def test_versatile_only_run_reuses_the_versatile_purifier_and_leaves_out_the_others(
+        smoke, tmp_path):
+    """--set=purifiers=versatile (ablations of its settings): only the versatile purifier
+    (here loaded from the cache), no Table 1, an empty Atk-specific column, the same
+    versatile column as the full run."""
+    out = tmp_path / "versatile_only"
+    _ok(run_module("--preset=smoke", "--set=purifiers=versatile",
+                   f"--cache_dir={smoke['cache']}", f"--out={out}"))
+    assert not (out / "table1_generalizability.csv").exists()
+    only = pd.read_csv(out / "table2_comparison.csv")
+    full = pd.read_csv(smoke["first"] / "table2_comparison.csv")
+    full = full[full.evaluation == "tensor"]
+    assert only[only.defense_key == "specific"].accuracy.isna().all()
+    assert only[only.defense_key == "versatile"].accuracy.tolist() == \
+        full[full.defense_key == "versatile"].accuracy.tolist()
+    info = json.loads((out / "run.json").read_text())
+    assert info["cache"]["purifiers_cached"] == ["versatile"]
+    assert not info["cache"]["purifiers_trained"] and list(info["purifiers"]) == ["versatile"]
+    adaptive = pd.read_csv(out / "table_adaptive.csv")
+    assert "specific_pgd" not in set(adaptive.defense_key)
+    bad = run_module("--preset=smoke", "--set=purifiers=some", f"--cache_dir={smoke['cache']}",
+                     f"--out={tmp_path / 'bad'}")
+    assert "purifiers must be 'all' or 'versatile'" in _one_line_error(bad)
+
+
 def test_run_json_has_schedule_perceptual_and_provenance(smoke):
     info = json.loads((smoke["first"] / "run.json").read_text())
     assert info["steps"] == "multi" and info["config"]["steps"] == "multi"

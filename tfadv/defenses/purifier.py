@@ -465,7 +465,8 @@ SPECIFIC_PAIRS = ("all", "share")
 
 
 def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, *,
-                    specific_pairs: str = "all", monitor_sets: dict | None = None,
+                    specific_pairs: str = "all", specific: bool = True,
+                    monitor_sets: dict | None = None,
                     monitor_of=None, log: dict | None = None, **settings):
     """Paper 003's purifiers: one per attack and the versatile one, each cached.
 
@@ -475,6 +476,7 @@ def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, 
     (``assign == k``: the pairs of its attack the paper's training set holds); ``"all"``,
     every clean image attacked by it (as many pairs as the versatile one; more attack runs).
     ``attacked(attack, index)`` gives the images ``x_clean[index]`` attacked by ``attack``.
+    ``specific=False`` trains the versatile purifier only (ablations of its settings).
     ``monitor_sets[attack]``: held-out attacked images; ``monitor_of(x)`` makes a
     :func:`train_purifier` monitor from images (the versatile one gets image i of the
     ``(i mod len(attacks))``-th set). ``settings``: :func:`train_cached`'s. Returns
@@ -512,8 +514,10 @@ def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, 
             np.arange(len(x_clean))
         x_adv = Float32Rows([attacked(attack, index)])
         sources.append(x_adv.sources[0])
-        x_target = x_clean if specific_pairs == "all" else x_clean[index]
-        one(attack, x_adv, x_target, f"{attack}:{cache.digest(x_adv)}", monitor_sets.get(attack))
+        if specific:
+            x_target = x_clean if specific_pairs == "all" else x_clean[index]
+            one(attack, x_adv, x_target, f"{attack}:{cache.digest(x_adv)}",
+                monitor_sets.get(attack))
     n_watch = min((len(v) for v in monitor_sets.values()), default=0)
     x_mixed = np.stack([monitor_sets[attacks[i % len(attacks)]][i] for i in range(n_watch)]) \
         if n_watch else None

@@ -62,24 +62,30 @@ TABLE2_COLUMNS = [("none", "No defense"), ("versatile", "Versatile (ours)"),
                   ("specific", "Atk-specific"), ("random_resize", "Random Resizing"),
                   ("pd_wd", "Pixel Deflection + WD"), ("sr_wd", "Super-Resolution + WD")]
 
-def build_tables(acc: dict, n_images: int, evaluations) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """Tidy Table 1 and Table 2 from ``acc[(evaluation, row, defense)]`` (accuracy %)."""
+def build_tables(acc: dict, n_images: int, evaluations) -> tuple[pd.DataFrame | None,
+                                                                  pd.DataFrame]:
+    """Tidy Table 1 and Table 2 from ``acc[(evaluation, row, defense)]`` (accuracy %).
+    Without attack-specific purifiers (a versatile-only run) Table 1 is None and Table 2's
+    Atk-specific column is empty (NaN)."""
+    with_specific = all(("tensor" if "tensor" in evaluations else evaluations[0], "clean",
+                         f"specific_{a}") in acc for a in TRAIN_ATTACKS)
     t1, t2 = [], []
     for evaluation in evaluations:
         cells1 = {(row, key): acc[(evaluation, row, key)] for row in ROWS
-                  for key, _ in TABLE1_COLUMNS}
+                  for key, _ in TABLE1_COLUMNS} if with_specific else {}
         cells2 = {}
         for row in ROWS:  # Atk-specific: the row's own purifier; Clean, DeepFool: the mean
-            specific = (acc[(evaluation, row, f"specific_{row}")] if row in TRAIN_ATTACKS else
-                        float(np.mean([acc[(evaluation, row, f"specific_{a}")]
-                                       for a in TRAIN_ATTACKS])))
+            specific = nan if not with_specific else (
+                acc[(evaluation, row, f"specific_{row}")] if row in TRAIN_ATTACKS else
+                float(np.mean([acc[(evaluation, row, f"specific_{a}")] for a in TRAIN_ATTACKS])))
             for key, _ in TABLE2_COLUMNS:
                 cells2[(row, key)] = specific if key == "specific" else acc[(evaluation, row,
                                                                              key)]
         extra = dict(evaluation=evaluation, attack_saw_defense=False, images=n_images)
-        t1 += tables.grid(cells1, ROWS, TABLE1_COLUMNS, LABELS, PAPER_TABLE1, **extra)
+        if with_specific:
+            t1 += tables.grid(cells1, ROWS, TABLE1_COLUMNS, LABELS, PAPER_TABLE1, **extra)
         t2 += tables.grid(cells2, ROWS, TABLE2_COLUMNS, LABELS, PAPER_TABLE2, **extra)
-    return pd.DataFrame(t1), pd.DataFrame(t2)
+    return (pd.DataFrame(t1) if with_specific else None), pd.DataFrame(t2)
 
 
 # ---------------------------------------------------------------------------- outputs
@@ -185,10 +191,11 @@ def write_outputs(out: Path, config: dict, *, table1, table2, histories, quality
         f"purifier, {n_specific_pairs or n_pairs} for each attack-specific one, "
         f"{config['epochs']} epochs, {config['steps']}-step loss weights, eps "
         f"{config['eps'] * 255:.0f}/255. {ART_DEFAULT_SET_NOTE}.", perceptual_note]
-    report.save_table(table1, out, "table1_generalizability", tables.markdown_by_evaluation(
-        table1, "Table 1: generalizability of the attack-specific purifiers", notes + [
-            "Columns M_X: the purifier trained on attack X only. DeepFool was never seen in "
-            "training. Average: over the 8 rows, as the paper."], HOW))
+    if table1 is not None:  # None: a versatile-only run (purifiers="versatile")
+        report.save_table(table1, out, "table1_generalizability", tables.markdown_by_evaluation(
+            table1, "Table 1: generalizability of the attack-specific purifiers", notes + [
+                "Columns M_X: the purifier trained on attack X only. DeepFool was never seen "
+                "in training. Average: over the 8 rows, as the paper."], HOW))
     report.save_table(table2, out, "table2_comparison", tables.markdown_by_evaluation(
         table2, "Table 2: the versatile purifier beside the attack-specific ones and earlier "
         "defenses", notes + [
