@@ -102,7 +102,9 @@ def split(data: ImageSet, *, n: int | None = None, per_class: int | None = None,
         idx = rng.permutation(len(data.labels))[:n]
     else:
         idx = []
-        for c in range(data.num_classes):
+        # the classes present (the same as all of them unless the set holds a few, as an
+        # ImageNet subset that names 1,000 classes)
+        for c in np.unique(data.labels):
             members = np.flatnonzero(data.labels == c)
             if len(members) < per_class:
                 raise ValueError(f"class {c} has {len(members)} images, fewer than "
