@@ -349,6 +349,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
     from tfadv import data, defenses, distribute, report
     from tfadv.batching import pixels
     from tfadv.defenses import purifier
+    from tfadv.defenses.versatile import train_versatile
     from tfadv.evaluation import accuracy_percent, adversarial, predict
     from tfadv.evaluation import purification as diagnostics_module
     from tfadv.evaluation.adaptive import table as adaptive_table
@@ -441,7 +442,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
                                          y_val)
 
     with timer("purifiers"):  # the six attack-specific purifiers and the versatile one
-        purifiers, paths, histories = purifier.train_versatile(
+        purifiers, paths, histories = train_versatile(
             TRAIN_ATTACKS, lambda a, index: attacked(
                 "train", a, params[a], train.images[index], train.labels[index], "float16",
                 lazy=True),

@@ -1,6 +1,7 @@
 """Tests for the paper 003 purifier, tfadv.defenses.purifier: the loss-weight schedule,
-training, resume, ``purify``, save/load, the cache (``train_cached``, ``train_versatile``) and
-``load`` as a defense (tiny networks, images made here; about 40 s on 2 CPU cores). The
+training, resume, ``purify``, save/load, the cache (``train_cached``, and
+``tfadv.defenses.versatile.train_versatile``) and ``load`` as a defense (tiny networks,
+images made here; about 40 s on 2 CPU cores). The
 networks (tfadv.models.pix2pix) and the perceptual loss (tfadv.models.perceptual) are tested
 in tests/models/test_pix2pix.py and test_perceptual.py.
 
@@ -21,6 +22,7 @@ import tensorflow as tf
 from helpers import mixed_precision, op_determinism, pix2pix_networks, toy_pairs
 from tfadv import cache, defenses, models
 from tfadv.defenses import purifier
+from tfadv.defenses.versatile import train_versatile
 from tfadv.models import perceptual
 from tfadv.models.resnet import tiny_cnn
 
@@ -307,7 +309,7 @@ def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
     def attacked(name, index):
         return attacked_sets[name][index]
 
-    made, paths, histories = purifier.train_versatile(
+    made, paths, histories = train_versatile(
         ["a", "b"], attacked, x_clean, assign, log=log, **settings)
     assert list(made) == ["a", "b", "versatile"] and log == {"trained": ["a", "b", "versatile"]}
     for name, defense in made.items():
@@ -319,7 +321,7 @@ def test_train_versatile_trains_each_then_the_mix_and_caches_all(tmp_path):
         "versatile", mixed, x_clean, pairs_id=f"versatile:{cache.digest(mixed)}", **settings)
     assert not trained and path == paths["versatile"]
     again = {}
-    purifier.train_versatile(["a", "b"], attacked, x_clean, assign, log=again, **settings)
+    train_versatile(["a", "b"], attacked, x_clean, assign, log=again, **settings)
     assert again == {"cached": ["a", "b", "versatile"]}
 
 
@@ -338,7 +340,7 @@ def test_train_versatile_share_gives_each_attack_only_its_own_images(tmp_path):
 
     settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
                     epochs=1, seed=0, verbose=False)
-    _, paths, _ = purifier.train_versatile(["a", "b"], attacked, x_clean, assign,
+    _, paths, _ = train_versatile(["a", "b"], attacked, x_clean, assign,
                                            specific_pairs="share", **settings)
     assert asked == {"a": [1, 2, 5], "b": [0, 3, 4]}
     mixed = np.where(assign[:, None, None, None] == 0, full["a"], full["b"])
@@ -350,7 +352,7 @@ def test_train_versatile_share_gives_each_attack_only_its_own_images(tmp_path):
         "a", own, x_clean[[1, 2, 5]], pairs_id=f"a:{cache.digest(own)}", **settings)
     assert not trained and path == paths["a"]
     with pytest.raises(ValueError, match="specific_pairs"):
-        purifier.train_versatile(["a", "b"], attacked, x_clean, assign, specific_pairs="some",
+        train_versatile(["a", "b"], attacked, x_clean, assign, specific_pairs="some",
                                  **settings)
 
 

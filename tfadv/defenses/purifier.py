@@ -45,7 +45,7 @@ import tensorflow as tf
 
 from tfadv import cache, checks, distribute
 from tfadv.batching import map_batches
-from tfadv.defenses.pairs import Float32Rows, check_pairs, epoch_batches, pair_dataset
+from tfadv.defenses.pairs import check_pairs, epoch_batches, pair_dataset
 from tfadv.models.perceptual import perceptual_loss
 from tfadv.models.train import restore_checkpoint, resume_log, write_log
 
@@ -210,7 +210,7 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
     loss weights from :func:`loss_weights`); returns one record per epoch.
 
     Images of the generator's input shape, paired by index: float32 [0, 1] or uint8 arrays,
-    memory maps, lazily read shard sets or :class:`Float32Rows`; a ``tf.data`` pipeline reads
+    memory maps, lazily read shard sets or :class:`~tfadv.defenses.pairs.Float32Rows`; a ``tf.data`` pipeline reads
     each batch from them, so host memory does not grow with the number of pairs.
     ``batch_size`` is the global batch (pix2pix's is 1); under ``strategy`` (default: the
     current one) it is split over the replicas and must be a multiple of their number; the
@@ -459,70 +459,3 @@ def load(path: str | os.PathLike):
     defense object, ``tfadv.defenses.make("purifier", ...)``, identified by the file's name."""
     from tfadv import defenses, models
     return defenses.make("purifier", generator=models.load(path), model_id=cache.path(path).stem)
-
-
-SPECIFIC_PAIRS = ("all", "share")
-
-
-def train_versatile(attacks, attacked, x_clean: np.ndarray, assign: np.ndarray, *,
-                    specific_pairs: str = "all", specific: bool = True,
-                    monitor_sets: dict | None = None,
-                    monitor_of=None, log: dict | None = None, **settings):
-    """Paper 003's purifiers: one per attack and the versatile one, each cached.
-
-    The versatile purifier trains on every clean image, image i attacked by
-    ``attacks[assign[i]]`` (paper 3.1.3: each image underwent one attack). An attack's own
-    purifier trains on ``specific_pairs``: ``"share"``, the images of its share of that set
-    (``assign == k``: the pairs of its attack the paper's training set holds); ``"all"``,
-    every clean image attacked by it (as many pairs as the versatile one; more attack runs).
-    ``attacked(attack, index)`` gives the images ``x_clean[index]`` attacked by ``attack``.
-    ``specific=False`` trains the versatile purifier only (ablations of its settings).
-    ``monitor_sets[attack]``: held-out attacked images; ``monitor_of(x)`` makes a
-    :func:`train_purifier` monitor from images (the versatile one gets image i of the
-    ``(i mod len(attacks))``-th set). ``settings``: :func:`train_cached`'s. Returns
-    ``({name: defense}, {name: path}, {name: history})`` with "versatile" last; ``log``
-    collects the names trained ("trained") and loaded ("cached").
-    """
-    from tfadv import cache, defenses
-    if specific_pairs not in SPECIFIC_PAIRS:
-        raise ValueError(f"specific_pairs must be one of {SPECIFIC_PAIRS}, got "
-                         f"{specific_pairs!r}")
-    assign = np.asarray(assign, np.int64)
-    if len(assign) != len(x_clean) or assign.min() < 0 or assign.max() >= len(attacks):
-        raise ValueError(f"assign must give each of the {len(x_clean)} clean images one of "
-                         f"the {len(attacks)} attacks (0..{len(attacks) - 1})")
-    monitor_sets = monitor_sets or {}
-    log = log if log is not None else {}
-    made, paths, histories = {}, {}, {}
-
-    def one(name, x_adv, x_target, pairs_id, x_watch):
-        generator, path, history, trained = train_cached(
-            name, x_adv, x_target, pairs_id=pairs_id,
-            monitor=None if x_watch is None or monitor_of is None else monitor_of(x_watch),
-            **settings)
-        log.setdefault("trained" if trained else "cached", []).append(name)
-        if trained and history:
-            last = history[-1]
-            print(f"  purifier {name}: L1 {last['gen_l1']:.4f}, perceptual "
-                  f"{last['gen_perc']:.4f}, GAN {last['gen_gan']:.3f} in the last epoch")
-        made[name] = defenses.make("purifier", generator=generator, model_id=path.stem)
-        paths[name], histories[name] = path, history
-
-    sources = []
-    for k, attack in enumerate(attacks):  # float16 shard sets, memory-mapped: nothing copied
-        index = np.flatnonzero(assign == k) if specific_pairs == "share" else \
-            np.arange(len(x_clean))
-        x_adv = Float32Rows([attacked(attack, index)])
-        sources.append(x_adv.sources[0])
-        if specific:
-            x_target = x_clean if specific_pairs == "all" else x_clean[index]
-            one(attack, x_adv, x_target, f"{attack}:{cache.digest(x_adv)}",
-                monitor_sets.get(attack))
-    n_watch = min((len(v) for v in monitor_sets.values()), default=0)
-    x_mixed = np.stack([monitor_sets[attacks[i % len(attacks)]][i] for i in range(n_watch)]) \
-        if n_watch else None
-    # image i as attacked by attacks[assign[i]]
-    x_versatile = Float32Rows.shares(sources, assign) if specific_pairs == "share" else \
-        Float32Rows(sources, assign)
-    one("versatile", x_versatile, x_clean, f"versatile:{cache.digest(x_versatile)}", x_mixed)
-    return made, paths, histories
