@@ -48,15 +48,14 @@ second classifier reads the purified PGD images at 44.6% against the ResNet-18's
 leftover perturbation is classifier-specific); PGD through the versatile purifier takes it
 from 83% to 21% (quick) and from 7% to 0% (cifar).
 
-The gradient attacks (FGSM, BIM, PGD, MI-FGSM) are the suite's native compiled loops (the same
-images as cleverhans', tests/attacks/test_native_kernels.py), run inside the strategy's scope;
-AutoAttack is ART's, as the paper ran it (``version="art"``).
+The gradient attacks are the suite's native compiled loops (cleverhans' images,
+tests/attacks/test_native_kernels.py); AutoAttack is ART's, as the paper ran it. Attack
+settings and the purifiers' batch rule: tfadv/defenses/versatile.py.
 
 Runtime (2-core CPU): smoke ~30 s, quick ~3-6 min (13 s cached), cifar 60 min (+1 h for the
 classifier and ~20 min for the two VGGs if not cached), paper: 6.5 h on one H100, projected
-from counted FLOPs (notes/RESULTS.md, "At the paper's scale"). A killed run resumes. ``--strategy`` picks the
-devices (auto: a TPU, several GPUs, one GPU, the CPU; ``mirrored --cpu_replicas=2`` tests
-the multi-device path on a CPU).
+from counted FLOPs (notes/RESULTS.md, "At the paper's scale"). A killed run resumes.
+``--strategy`` picks the devices (auto: a TPU, several GPUs, one GPU, the CPU).
 """
 
 from __future__ import annotations
@@ -231,34 +230,6 @@ def presets_for(data_source: str | None) -> dict:
     return {**PRESETS, **{k: dict(PRESETS[k], **_RGB_SMALL) for k in ("smoke", "quick")}}
 
 
-def attack_params(config: dict, jit_compile: bool = False) -> dict:
-    """``attacks.make`` parameters of every attack of the run (pixel units); the gradient
-    attacks run as native compiled loops, with XLA when ``jit_compile`` (on a GPU or TPU)."""
-    eps, step, iters, batch = (config["eps"], config["eps_iter"], config["nb_iter"],
-                               config["attack_batch_size"])
-    native = dict(backend="native", jit_compile=bool(jit_compile), batch_size=batch)
-    return {
-        "fgsm": dict(eps=eps, **native),
-        "bim": dict(eps=eps, eps_iter=step, nb_iter=iters, **native),
-        "pgd": dict(eps=eps, eps_iter=step, nb_iter=iters, seed=config["seed"], **native),
-        "mifgsm": dict(eps=eps, eps_iter=step, nb_iter=iters, **native),
-        "cw_l2": dict(binary_search_steps=config["cw_binary_search_steps"],
-                      max_iterations=config["cw_max_iterations"],
-                      learning_rate=config["cw_learning_rate"],
-                      initial_const=config["cw_initial_const"],
-                      batch_size=config["cw_batch_size"]),
-        # ART's AutoAttack, as paper 003 ran it (not the standard set: tfadv/attacks/autoattack.py)
-        "autoattack": dict(eps=eps, version="art", apgd_max_iter=config["aa_apgd_max_iter"],
-                           nb_random_init=config["aa_nb_random_init"],
-                           deepfool_max_iter=config["aa_deepfool_max_iter"],
-                           square_max_iter=config["aa_square_max_iter"],
-                           square_restarts=config["aa_square_restarts"], seed=config["seed"],
-                           batch_size=min(batch, 128)),
-        "deepfool": dict(max_iter=config["deepfool_max_iter"],
-                         overshoot=config["deepfool_overshoot"], batch_size=batch),
-    }
-
-
 # ---------------------------------------------------------------------------- preflight and main
 
 def main(argv):
@@ -299,47 +270,6 @@ def main(argv):
 
 # ---------------------------------------------------------------------------- the run
 
-def load_images(config: dict):
-    """(training images, test pool) at ``image_size``: ImageNet sampled per class (paper),
-    else the whole dataset."""
-    from tfadv import cache, data, imagenet
-    if config["classifier"] == "inception_v3":
-        size, seed = config["image_size"], config["seed"]
-        # uint8 (a quarter of float32's memory), converted a batch at a time where used
-        return tuple(imagenet.imagenet_subset(config["data"], split, per_class,
-                                              seed=seed + offset, size=size,
-                                              data_dir=config["data_dir"], dtype="uint8")
-                     for split, per_class, offset in (
-                         ("train", config["train_per_class"] + config["val_per_class"], 1),
-                         ("test", config["test_pool_per_class"], 2)))
-    root = cache.root(config["cache_dir"])  # decoded datasets are cached too
-    return tuple(data.resize(data.load(config["data"], split, data_dir=config["data_dir"],
-                                       cache_dir=root), config["image_size"])
-                 for split in ("train", "test"))
-
-
-def purifier_batch(config: dict, strategy) -> dict:
-    """The purifiers' global batch, learning rate and XLA use under ``strategy`` (run.json
-    "purifier_batch"): ``batch_size`` 0 fills each replica with ``batch_per_replica``
-    images; ``lr_scaling`` "sqrt" scales the learning rate by sqrt(global batch)."""
-    import math
-    from tfadv import distribute
-    replicas = strategy.num_replicas_in_sync
-    batch = config["batch_size"] or config["batch_per_replica"] * replicas
-    if config["lr_scaling"] not in ("none", "sqrt"):
-        raise ValueError(f"lr_scaling must be 'none' or 'sqrt', got {config['lr_scaling']!r}")
-    scale = math.sqrt(batch) if config["lr_scaling"] == "sqrt" else 1.0
-    # XLA is for accelerators: on this CPU its kernels are slower than TensorFlow's own
-    # (benchmark), and it cannot address the logical devices of a split CPU at all
-    on_accelerator = any(kind in d.upper() for d in distribute.describe(strategy)["devices"]
-                         for kind in ("GPU", "TPU"))
-    return {"global": batch, "per_replica": batch / replicas, "replicas": replicas,
-            "learning_rate": config["learning_rate"] * scale,
-            "rule": f"lr = {config['learning_rate']:g} x {'sqrt(batch)' if scale != 1 else '1'}",
-            "pix2pix": batch == 1 and scale == 1.0,
-            "jit_compile": bool(config["jit_compile"]) and on_accelerator}
-
-
 def run(config: dict, out: Path, timer=None) -> dict:
     """The whole experiment for a resolved config (a preset's dict plus ``steps``,
     ``png_roundtrip``, the weights and ``cache_dir``; see ``main``), callable from a notebook;
@@ -349,7 +279,8 @@ def run(config: dict, out: Path, timer=None) -> dict:
     from tfadv import data, defenses, distribute, report
     from tfadv.batching import pixels
     from tfadv.defenses import purifier
-    from tfadv.defenses.versatile import train_versatile
+    from tfadv.defenses.versatile import (attack_params, load_images, purifier_batch,
+                                          train_versatile)
     from tfadv.evaluation import accuracy_percent, adversarial, predict
     from tfadv.evaluation import purification as diagnostics_module
     from tfadv.evaluation.adaptive import table as adaptive_table

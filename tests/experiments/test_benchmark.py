@@ -1,5 +1,5 @@
-"""The speed benchmarks (experiments/benchmark.py): the ``jsma``, ``attacks`` and
-``purifier`` commands on a few images, checked for their tables (never for their times).
+"""The speed benchmarks (experiments/benchmark.py, experiments/benchmark_purifier.py): the
+``jsma``, ``attacks``, purifier ``speed`` and ``memory`` commands on a few images, checked for their tables (never for their times).
 
 The runs use a temporary cache root (``--cache_dir`` or conftest's ``$TFADV_CACHE``), never
 the checkout's data/.
@@ -59,7 +59,7 @@ def test_benchmark_purifier_smoke(tmp_path):
            if not k.startswith("TFADV_") or k == "TFADV_CACHE"}
     env.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
     proc = subprocess.run(
-        [sys.executable, "-m", "experiments.benchmark", "purifier", "--size=32",
+        [sys.executable, "-m", "experiments.benchmark_purifier", "speed", "--size=32",
          "--base_filters=4", "--timed_steps=1", "--repeats=1", "--projection_steps=0",
          f"--out={tmp_path}"], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
         timeout=300)
@@ -92,7 +92,7 @@ def test_paper_budget_counts_every_stage():
 
 def test_purifier_memory_runs_each_size_and_mode_in_its_own_process(tmp_path):
     # its sets go to a temporary folder of its own: nothing is cached
-    run_module("experiments.benchmark", "purifier_memory", "--pairs=16", "--size=16",
+    run_module("experiments.benchmark_purifier", "memory", "--pairs=16", "--size=16",
                f"--out={tmp_path}")
     table = pd.read_csv(tmp_path / "benchmark_purifier_memory.csv")
     assert list(table.pairs) == [16, 64, 16, 64]

@@ -24,6 +24,7 @@ import pandas as pd
 import pytest
 
 from experiments import versatile_defense as vd
+from tfadv.defenses import versatile
 from tfadv.models import zoo
 from tfadv.report import versatile as rv
 
@@ -347,13 +348,13 @@ def test_presets_switch_to_rgb_with_data():
     # (--set=batch_size=1) is pix2pix's exactly
     import tensorflow as tf
     one = tf.distribute.get_strategy()
-    assert vd.purifier_batch(paper, one)["global"] == 16
-    assert vd.purifier_batch(paper, one)["learning_rate"] == pytest.approx(8e-4)
-    assert vd.purifier_batch(dict(paper, batch_size=1), one) == {
+    assert versatile.purifier_batch(paper, one)["global"] == 16
+    assert versatile.purifier_batch(paper, one)["learning_rate"] == pytest.approx(8e-4)
+    assert versatile.purifier_batch(dict(paper, batch_size=1), one) == {
         "global": 1, "per_replica": 1.0, "replicas": 1, "learning_rate": 2e-4,
         "rule": "lr = 0.0002 x 1", "pix2pix": True, "jit_compile": False}  # no GPU here
     with pytest.raises(ValueError, match="lr_scaling"):
-        vd.purifier_batch(dict(paper, lr_scaling="linear"), one)
+        versatile.purifier_batch(dict(paper, lr_scaling="linear"), one)
 
 
 # --------------------------------------------------------------------------- user errors

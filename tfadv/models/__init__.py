@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import shutil
@@ -12,7 +13,18 @@ import keras
 
 from tfadv import cache
 from tfadv.distribute import is_chief
-from tfadv.models.resnet import ARCHITECTURES, resnet18, tiny_cnn  # noqa: F401
+from tfadv.models.resnet import resnet18, tiny_cnn
+from tfadv.models.vgg import vgg
+
+# The architectures ``build`` makes, by name (the zoo's recipes name them); named variants as
+# one-liners.
+ARCHITECTURES = {
+    "resnet18": resnet18,
+    "resnet18_w32": functools.partial(resnet18, width=32),
+    "resnet18_w16": functools.partial(resnet18, width=16),
+    "tiny_cnn": tiny_cnn,
+    "vgg6_w32": functools.partial(vgg, widths=(32, 64, 128), name="vgg6_w32"),
+}
 
 
 def build(architecture: str, num_classes: int, input_shape) -> keras.Model:

@@ -4,8 +4,6 @@ Both take pixels in [0, 1] and return logits; normalisation is the model's first
 (mean/std 0.5 as in paper 001, i.e. x -> 2x - 1).
 """
 
-import functools
-
 import keras
 from keras import layers
 
@@ -61,18 +59,3 @@ def tiny_cnn(num_classes=10, input_shape=(32, 32, 3), width=16, mean=0.5, std=0.
     x = layers.Dense(4 * width, activation="relu", name="hidden")(x)
     logits = layers.Dense(num_classes, dtype="float32", name="logits")(x)
     return keras.Model(inputs, logits, name=name)
-
-
-# Named variants, as one-liners (the VGG in its own module).
-def _vgg6_w32(**kwargs):
-    from tfadv.models.vgg import vgg
-    return vgg(widths=(32, 64, 128), name="vgg6_w32", **kwargs)
-
-
-ARCHITECTURES = {
-    "vgg6_w32": _vgg6_w32,
-    "resnet18": resnet18,
-    "resnet18_w32": functools.partial(resnet18, width=32),
-    "resnet18_w16": functools.partial(resnet18, width=16),
-    "tiny_cnn": tiny_cnn,
-}

@@ -8,7 +8,8 @@ by :func:`tfadv.models.train_cached` under ``<cache root>/models`` with every se
 classifier code version in the key; pretrained ones are :data:`PRETRAINED`.
 
 A new classifier: a recipe line here (or a builder in :data:`PRETRAINED`); a new architecture:
-a builder in ``tfadv/models/resnet.py``'s ``ARCHITECTURES`` (or a module beside it).
+a builder in a module of tfadv/models (as resnet.py, vgg.py), named in ``ARCHITECTURES``
+(tfadv/models/__init__.py).
 """
 
 from __future__ import annotations
