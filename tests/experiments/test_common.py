@@ -83,7 +83,7 @@ def test_common_main_turns_a_value_error_into_one_line_and_status_2(monkeypatch,
 EXPERIMENTS = ("adversarial_finetuning", "attack_comparison", "gradient_sign_confidence")
 
 
-@pytest.mark.parametrize("name", EXPERIMENTS + ("benchmark",))
+@pytest.mark.parametrize("name", EXPERIMENTS + ("benchmark", "benchmark_purifier"))
 def test_no_experiment_imports_another(name):
     """Experiments share only experiments/common.py (flags); models come from the zoo."""
     tree = ast.parse((REPO_ROOT / "experiments" / f"{name}.py").read_text())

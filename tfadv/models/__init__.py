@@ -13,8 +13,8 @@ import keras
 
 from tfadv import cache
 from tfadv.distribute import is_chief
+from tfadv.models import vgg  # the module (perceptual.choose reads its taps)
 from tfadv.models.resnet import resnet18, tiny_cnn
-from tfadv.models.vgg import vgg
 
 # The architectures ``build`` makes, by name (the zoo's recipes name them); named variants as
 # one-liners.
@@ -23,7 +23,7 @@ ARCHITECTURES = {
     "resnet18_w32": functools.partial(resnet18, width=32),
     "resnet18_w16": functools.partial(resnet18, width=16),
     "tiny_cnn": tiny_cnn,
-    "vgg6_w32": functools.partial(vgg, widths=(32, 64, 128), name="vgg6_w32"),
+    "vgg6_w32": functools.partial(vgg.vgg, widths=(32, 64, 128), name="vgg6_w32"),
 }
 
 
