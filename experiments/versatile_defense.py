@@ -52,8 +52,8 @@ The gradient attacks are the suite's native compiled loops (cleverhans' images,
 tests/attacks/test_native_kernels.py); AutoAttack is ART's, as the paper ran it. Attack
 settings and the purifiers' batch rule: tfadv/defenses/versatile.py.
 
-Runtime (2-core CPU): smoke ~30 s, quick ~3-6 min (13 s cached), cifar 60 min (+1 h for the
-classifier and ~20 min for the two VGGs if not cached), paper: 6.5 h on one H100, projected
+Runtime (2-core CPU): smoke ~30 s, quick ~3-6 min (13 s cached), cifar 60 min (+~1.5 h for the
+classifier and ~15 min for each VGG if not cached), paper: 6.5 h on one H100, projected
 from counted FLOPs (notes/RESULTS.md, "At the paper's scale"). A killed run resumes.
 ``--strategy`` picks the devices (auto: a TPU, several GPUs, one GPU, the CPU).
 """

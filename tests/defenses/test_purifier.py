@@ -341,7 +341,7 @@ def test_train_versatile_share_gives_each_attack_only_its_own_images(tmp_path):
     settings = dict(features=None, cache_dir=tmp_path, base_filters=4, batch_size=2,
                     epochs=1, seed=0, verbose=False)
     _, paths, _ = train_versatile(["a", "b"], attacked, x_clean, assign,
-                                           specific_pairs="share", **settings)
+                                  specific_pairs="share", **settings)
     assert asked == {"a": [1, 2, 5], "b": [0, 3, 4]}
     mixed = np.where(assign[:, None, None, None] == 0, full["a"], full["b"])
     _, path, _, trained = purifier.train_cached(
@@ -353,7 +353,7 @@ def test_train_versatile_share_gives_each_attack_only_its_own_images(tmp_path):
     assert not trained and path == paths["a"]
     with pytest.raises(ValueError, match="specific_pairs"):
         train_versatile(["a", "b"], attacked, x_clean, assign, specific_pairs="some",
-                                 **settings)
+                        **settings)
 
 
 def test_l1_range_signed_doubles_the_l1_term():

@@ -1,5 +1,6 @@
 """The speed benchmarks (experiments/benchmark.py, experiments/benchmark_purifier.py): the
-``jsma``, ``attacks``, purifier ``speed`` and ``memory`` commands on a few images, checked for their tables (never for their times).
+``jsma``, ``attacks``, purifier ``speed`` and ``memory`` commands on a few images, checked for
+their tables (never for their times).
 
 The runs use a temporary cache root (``--cache_dir`` or conftest's ``$TFADV_CACHE``), never
 the checkout's data/.
