@@ -230,6 +230,14 @@ def presets_for(data_source: str | None) -> dict:
     return {**PRESETS, **{k: dict(PRESETS[k], **_RGB_SMALL) for k in ("smoke", "quick")}}
 
 
+def zoo_seed_offsets(config) -> dict:
+    """Seeds (added to the run's) of the zoo networks beside the attacked classifier, which is
+    trained at the run's seed: the second classifier at +1, the perceptual network at +0 (the
+    cifar preset's VGG), or +2 when its recipe is the classifier's own (at +0 it would be the
+    attacked classifier itself, not an independent network)."""
+    return {"second": 1, "perceptual": 2 if config["perceptual"] == config["classifier"] else 0}
+
+
 # ---------------------------------------------------------------------------- preflight and main
 
 def main(argv):
@@ -341,14 +349,17 @@ def run(config: dict, out: Path, timer=None) -> dict:
                         cache_dir=config["cache_dir"],
                         verbose=config["preset"] in ("cifar", "paper")).model
 
+    offsets = zoo_seed_offsets(config)
     with timer("perceptual"):
         features, perceptual_info = perceptual.choose(
             config["perceptual"], classifier=classifier, classifier_name=clf.description,
             vgg19_weights=config["vgg19_weights"], image_size=config["image_size"],
-            zoo_model=zoo_model,
+            zoo_model=lambda name: zoo_model(name, offsets["perceptual"]),
             normalise_on=pixels(train.images[:1000]) if config["perceptual_norm"] else None)
+        if config["perceptual"] in zoo.RECIPES:
+            perceptual_info["seed"] = seed + offsets["perceptual"]
         # the diagnostics' second classifier: the zoo's recipe at another seed
-        second = zoo_model(config["second_classifier"], seed_offset=1) \
+        second = zoo_model(config["second_classifier"], offsets["second"]) \
             if config["second_classifier"] else None
     del test_pool  # 15,000 screened images at the paper's scale: 3 GB
     if perceptual_info["substitute"]:
@@ -471,7 +482,7 @@ def run(config: dict, out: Path, timer=None) -> dict:
             perceptual_note=perceptual_info["note"], n_pairs=len(train.labels),
             n_specific_pairs=specific_n, diagnostics=diagnostics,
             second_name=None if second is None else
-            f"{config['second_classifier']} (zoo, seed {seed + 1})")
+            f"{config['second_classifier']} (zoo, seed {seed + offsets['second']})")
     timer.seconds["total"] = sum(v for k, v in timer.seconds.items() if k != "total")
     info = versatile.run_record(
         config, timer, classifier=clf, perceptual=perceptual_info, attacks=params,

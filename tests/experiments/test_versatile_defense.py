@@ -357,6 +357,17 @@ def test_presets_switch_to_rgb_with_data():
         versatile.purifier_batch(dict(paper, lr_scaling="linear"), one)
 
 
+
+def test_zoo_networks_beside_the_classifier_are_never_the_classifier_itself():
+    """The cifar preset's perceptual VGG is trained at the run's seed, a different recipe from
+    the classifier's; the classifier's own recipe as the perceptual network (e.g. the VGG
+    attacked with --set=classifier=cifar10_vgg6_w32) gets a seed of its own, which the
+    second classifier's is not either."""
+    cifar = vd.PRESETS["cifar"]
+    assert vd.zoo_seed_offsets(cifar) == {"second": 1, "perceptual": 0}
+    same = vd.zoo_seed_offsets(dict(cifar, classifier=cifar["perceptual"]))
+    assert same["perceptual"] not in (0, same["second"])
+
 # --------------------------------------------------------------------------- user errors
 
 def test_zero_training_images_per_class_is_a_one_line_error(smoke, tmp_path):
