@@ -91,6 +91,8 @@ def test_paper_budget_counts_every_stage():
     np.testing.assert_allclose(budget.hours_h100_projected, hours)
 
 
+# slow: six child processes (36 s); the speed command's smoke test stays in the default run
+@pytest.mark.slow
 def test_purifier_memory_runs_each_size_and_mode_in_its_own_process(tmp_path):
     # its sets go to a temporary folder of its own: nothing is cached
     run_module("experiments.benchmark_purifier", "memory", "--pairs=16", "--size=16",

@@ -252,6 +252,9 @@ def test_run_json_has_schedule_perceptual_and_provenance(smoke):
         "rule": "lr = 0.001 x 1", "pix2pix": False, "jit_compile": False}
 
 
+# slow (70 s, the longest default test): the default run keeps the two-replica purifier
+# update (tests/defenses/test_purifier_distributed.py) and command line (tests/test_distribute.py)
+@pytest.mark.slow
 def test_smoke_under_two_cpu_replicas_writes_every_output(tmp_path):
     """The multi-device path (MirroredStrategy over a CPU split in two): synchronized
     BatchNorm, per-replica dropout, the global batch split in halves; run.json says so."""
