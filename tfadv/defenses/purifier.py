@@ -211,7 +211,8 @@ def train_purifier(x_adv, x_clean, *, generator: keras.Model,
 
     Images of the generator's input shape, paired by index: float32 [0, 1] or uint8 arrays,
     memory maps, lazily read shard sets or :class:`~tfadv.defenses.pairs.Float32Rows`; a
-    ``tf.data`` pipeline reads each batch from them, so host memory does not grow with the number of pairs.
+    ``tf.data`` pipeline reads each batch from them, so host memory does not grow with the
+    number of pairs.
     ``batch_size`` is the global batch (pix2pix's is 1); under ``strategy`` (default: the
     current one) it is split over the replicas and must be a multiple of their number; the
     networks and ``features`` must have been built in its scope (:func:`build_networks`).
